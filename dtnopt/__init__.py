@@ -1,0 +1,20 @@
+"""dtnopt: stochastic computation offloading in digital-twin IIoT networks.
+
+The model layer of the toolkit: scenario, plant, digital twin, the Lyapunov loop, and the
+per-slot P2 solver interface. Solvers live in the ``solvers`` package, studies in ``studies``.
+"""
+
+from .action import Action, InfeasibleAction, check_feasible, is_feasible, project
+from .config import MBIT, Scenario
+from .loop import KPI_NAMES, Episode, held_out_seeds, run_episode, run_seeds
+from .network import Network
+from .registry import available, make, register
+from .solver import ABLATIONS, Ablation, Solver, fixed_allocation
+from .twin import Observation
+
+__all__ = [
+    "ABLATIONS", "Ablation", "Action", "Episode", "InfeasibleAction", "KPI_NAMES", "MBIT", "Network",
+    "Observation", "Scenario", "Solver", "available", "check_feasible", "fixed_allocation", "is_feasible",
+    "held_out_seeds", "make", "project", "register", "run_episode", "run_seeds",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,78 @@
+"""The digital-twin network as one system: plant + twin + the Lyapunov efficiency estimate.
+
+``observe -> (solver decides) -> step`` is the slot cycle every user of the model shares: the
+Lyapunov loop, the Gymnasium environment and the RL trainers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .action import Action, check_feasible, project
+from .config import Scenario
+from .lyapunov import EfficiencyEstimate, p2_cost
+from .plant import Plant
+from .service import Service
+from .twin import DigitalTwin, Observation
+
+
+@dataclass
+class SlotResult:
+    """What one slot did, per environment."""
+
+    cost: np.ndarray  # P2 cost (20), (B,)
+    service: Service
+    observation: Observation  # the twin's state at the start of the slot that was decided
+    unstable: np.ndarray  # a queue is above scenario.queue_cap after the slot, (B,)
+
+
+class Network:
+    """A batch of ``batch`` independent DTN environments driven slot by slot."""
+
+    def __init__(self, scenario: Scenario, batch: int = 1):
+        self.scenario = scenario
+        self.plant = Plant(scenario, batch)
+        self.twin = DigitalTwin(scenario)
+        self.reset(scenario.seed)
+
+    @property
+    def batch(self) -> int:
+        return self.plant.batch
+
+    @property
+    def slot(self) -> int:
+        return self.plant.slot
+
+    @property
+    def done(self) -> bool:
+        return self.plant.slot >= self.scenario.slots
+
+    def reset(self, seed: int | None = None) -> Observation:
+        seed = self.scenario.seed if seed is None else seed
+        self.plant.reset(seed)
+        self.twin.reset(seed)
+        self.efficiency = EfficiencyEstimate(self.scenario, self.batch)
+        self.observation = self.twin.observe(self.plant, self.efficiency.eta)
+        return self.observation
+
+    def step(self, action: Action, check: bool = True, who: str = "solver") -> SlotResult:
+        """Execute ``action`` (decided on the current observation) on the plant. With ``check``
+        an infeasible action raises ``InfeasibleAction``; without, it is projected."""
+        sc = self.scenario
+        observation = self.observation
+        if check:
+            check_feasible(sc, action, observation.association, who)
+        else:
+            action = project(sc, action, observation.association)
+        if observation.association is not self.plant.association:
+            # Decided on a stale twin: the plant's stations see the shares it really gets.
+            action = project(sc, action, self.plant.association)
+        service = self.plant.step(action)
+        cost = p2_cost(sc, observation, service)
+        self.efficiency.update(service.energy, service.served.sum(axis=1))
+        cap = sc.queue_cap
+        unstable = (self.plant.local_queue.max(axis=1) > cap) | (self.plant.edge_queue.max(axis=1) > cap)
+        self.observation = self.twin.observe(self.plant, self.efficiency.eta)
+        return SlotResult(cost=cost, service=service, observation=observation, unstable=unstable)

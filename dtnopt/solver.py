@@ -1,0 +1,100 @@
+"""The per-slot P2 solver interface and the ablation mechanism of Sec. V.
+
+A solver only decides: the loop observes, checks, steps and records. Learned solvers add
+``fit``, ``save`` and ``load``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .action import Action, equal_shares, max_departure
+from .config import Scenario
+from .twin import Observation
+
+CPU_BLOCKS = frozenset({"local_cpu", "edge_cpu", "edge_departure"})
+RADIO_BLOCKS = frozenset({"bandwidth_share", "power"})
+
+
+def fixed_allocation(scenario: Scenario, association: np.ndarray) -> Action:
+    """The allocation with nothing optimised (the paper's benchmarks): equal bandwidth shares
+    and p_max (no radio allocation); full local CPU, equal edge-CPU shares and maximal edge
+    departures (no CPU allocation)."""
+    share = equal_shares(scenario, association)
+    batch, devices = association.shape
+    return Action(
+        bandwidth_share=share,
+        power=np.full((batch, devices), scenario.max_power),
+        local_cpu=np.full((batch, devices), scenario.local_cpu),
+        edge_cpu=share * scenario.station_cpu[association],
+        edge_departure=max_departure(scenario, batch),
+    )
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """Action blocks held at their un-optimised values of ``fixed_allocation`` (Sec. V, Fig. 4).
+
+    ``no-cpu`` fixes f^l, f^e and Psi_j; ``no-radio`` fixes x and p. Any solver can run under an
+    ablation: the loop overwrites the fixed blocks, and a solver that reads ``fixed`` optimises
+    only the free ones given them."""
+
+    name: str = ""
+    fixed: frozenset = frozenset()
+
+    def apply(self, observation: Observation, action: Action) -> Action:
+        if not self.fixed:
+            return action
+        reference = fixed_allocation(observation.scenario, observation.association)
+        values = {name: getattr(reference if name in self.fixed else action, name) for name in _BLOCKS}
+        return Action(**values)
+
+
+_BLOCKS = ("bandwidth_share", "power", "local_cpu", "edge_cpu", "edge_departure")
+NO_ABLATION = Ablation()
+ABLATIONS = {
+    "no-cpu": Ablation("no-cpu", CPU_BLOCKS),
+    "no-radio": Ablation("no-radio", RADIO_BLOCKS),
+}
+
+
+class Solver:
+    """Base class of per-slot P2 solvers.
+
+    Subclasses implement ``decide``; learned ones also ``fit``, ``save`` and ``load``. Construct
+    through ``dtnopt.registry.make`` so ablated variants (``NAME-no-cpu``) come for free."""
+
+    name: str = "solver"
+    learned: bool = False
+
+    def __init__(self, scenario: Scenario, ablation: Ablation = NO_ABLATION, seed: int = 0):
+        self.scenario = scenario
+        self.ablation = ablation
+        self.seed = seed
+
+    @property
+    def label(self) -> str:
+        """Registry name including the ablation suffix."""
+        return f"{self.name}-{self.ablation.name}" if self.ablation.name else self.name
+
+    def reset(self, seed: int | None = None) -> None:
+        """Called at the start of every episode."""
+
+    def decide(self, observation: Observation) -> Action:
+        raise NotImplementedError
+
+    def act(self, observation: Observation) -> Action:
+        """``decide``, with the ablation's fixed blocks applied."""
+        return self.ablation.apply(observation, self.decide(observation))
+
+    def fit(self, **budget):
+        """Train (learned solvers). Returns the learning curve as a DataFrame."""
+        raise NotImplementedError(f"solver {self.name!r} has nothing to train")
+
+    def save(self, path) -> None:
+        raise NotImplementedError(f"solver {self.name!r} has no model to save")
+
+    def load(self, path) -> "Solver":
+        raise NotImplementedError(f"solver {self.name!r} has no model to load")
