@@ -67,7 +67,8 @@ def max_departure(scenario: Scenario, batch: int) -> np.ndarray:
 def _cap_station_sums(values: np.ndarray, association: np.ndarray, capacity: np.ndarray, stations: int):
     """Scale each station's allocations down so they sum to at most its capacity."""
     totals = station_sum(values, association, stations)
-    scale = np.where(totals > capacity, capacity / np.maximum(totals, 1e-300), 1.0)
+    capacity = np.broadcast_to(capacity, totals.shape)
+    scale = np.divide(capacity, totals, out=np.ones_like(totals), where=totals > capacity)
     return values * np.take_along_axis(scale, association, axis=1)
 
 
