@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .config import Scenario
-from .topology import station_count, station_sum
+from .topology import at_station, station_count, station_index, station_sum
 
 FEASIBILITY_TOL = 1e-6
 """Relative slack allowed by the feasibility check (solvers' floating-point noise)."""
@@ -54,43 +54,51 @@ ACTION_BLOCKS = tuple(f.name for f in fields(Action))
 
 def equal_shares(scenario: Scenario, association: np.ndarray) -> np.ndarray:
     """(B, N) share 1 / n_j of its station j for every device."""
-    counts = station_count(association, scenario.stations)
-    return 1.0 / np.take_along_axis(counts, association, axis=1)
+    return 1.0 / at_station(station_count(association, scenario.stations), association)
+
+
+def _departure_capacity(scenario: Scenario) -> np.ndarray:
+    """(M+1,) f^e_j tau / c, the most bits edge buffer j can release in a slot (14e)."""
+    return scenario.station_cpu * scenario.tau / scenario.cycles_per_bit
 
 
 def max_departure(scenario: Scenario, batch: int) -> np.ndarray:
     """(B, M+1) largest edge departures f^e_j tau / c (14e)."""
-    capacity = scenario.station_cpu * scenario.tau / scenario.cycles_per_bit
-    return np.broadcast_to(capacity, (batch, scenario.stations)).copy()
+    return _departure_capacity(scenario)[None, :].repeat(batch, axis=0)
 
 
-def _cap_station_sums(values: np.ndarray, association: np.ndarray, capacity: np.ndarray, stations: int):
-    """Scale each station's allocations down so they sum to at most its capacity."""
-    totals = station_sum(values, association, stations)
-    capacity = np.broadcast_to(capacity, totals.shape)
-    scale = np.divide(capacity, totals, out=np.ones_like(totals), where=totals > capacity)
-    return values * np.take_along_axis(scale, association, axis=1)
+def _cap_station_sums(values: np.ndarray, association: np.ndarray, capacity, stations: int):
+    """Scale each station's allocations down so they sum to at most its capacity (a scalar or
+    an (M+1,) array)."""
+    index = station_index(association, stations)
+    batch = index.shape[0]
+    totals = np.bincount(index.ravel(), weights=values.ravel(), minlength=batch * stations).reshape(batch, stations)
+    over = totals > capacity
+    if not np.logical_or.reduce(over, axis=None):
+        return values
+    scale = np.divide(capacity, totals, out=np.ones_like(totals), where=over)
+    return values * scale.ravel()[index]
+
+
+def _clip(values, upper) -> np.ndarray:
+    """Clip to [0, upper], NaN counting as 0 (``fmax`` ignores NaN)."""
+    return np.minimum(np.fmax(values, 0.0), upper)
 
 
 def project(scenario: Scenario, action: Action, association: np.ndarray) -> Action:
     """Map any action onto (14a)-(14e): clip every block to its bounds (NaN counts as 0) and
     scale a station's bandwidth shares and edge-CPU allocations down, in proportion, where they
-    sum above its capacity. Feasible actions are returned unchanged (the map is idempotent)."""
-    batch = action.power.shape[0]
+    sum above its capacity. Feasible actions are returned unchanged up to rounding (the map is
+    idempotent); the result never shares memory with ``action``."""
     stations = scenario.stations
-
-    def clip(values, upper):
-        return np.clip(np.nan_to_num(np.asarray(values, dtype=float), nan=0.0), 0.0, upper)
-
-    share = clip(action.bandwidth_share, 1.0)
-    edge_cpu = clip(action.edge_cpu, np.inf)
-    edge_cpu = np.minimum(edge_cpu, scenario.station_cpu[association])
+    station_cpu = scenario.station_cpu
+    edge_cpu = _clip(action.edge_cpu, station_cpu[association])
     return Action(
-        bandwidth_share=_cap_station_sums(share, association, np.ones((batch, stations)), stations),
-        power=clip(action.power, scenario.max_power),
-        local_cpu=clip(action.local_cpu, scenario.local_cpu),
-        edge_cpu=_cap_station_sums(edge_cpu, association, scenario.station_cpu[None, :], stations),
-        edge_departure=clip(action.edge_departure, max_departure(scenario, batch)),
+        bandwidth_share=_cap_station_sums(_clip(action.bandwidth_share, 1.0), association, 1.0, stations),
+        power=_clip(action.power, scenario.max_power),
+        local_cpu=_clip(action.local_cpu, scenario.local_cpu),
+        edge_cpu=_cap_station_sums(edge_cpu, association, station_cpu, stations),
+        edge_departure=_clip(action.edge_departure, _departure_capacity(scenario)),
     )
 
 
@@ -98,32 +106,42 @@ def violations(scenario: Scenario, action: Action, association: np.ndarray, tol:
     """Human-readable list of the constraints (14a)-(14e) the action breaks (empty if feasible)."""
     batch, devices = association.shape
     stations = scenario.stations
-    problems = []
-    expected = {"bandwidth_share": (batch, devices), "power": (batch, devices), "local_cpu": (batch, devices),
-                "edge_cpu": (batch, devices), "edge_departure": (batch, stations)}
-    for name, shape in expected.items():
+    per_device, per_station = (batch, devices), (batch, stations)
+    shapes = {"bandwidth_share": per_device, "power": per_device, "local_cpu": per_device, "edge_cpu": per_device,
+              "edge_departure": per_station}
+    blocks = {}
+    for name, shape in shapes.items():
         value = np.asarray(getattr(action, name))
         if value.shape != shape:
             return [f"{name} has shape {value.shape}, expected {shape}"]
-        if not np.all(np.isfinite(value)):
-            problems.append(f"{name} has non-finite entries")
-        elif np.any(value < 0):
-            problems.append(f"{name} has negative entries (min {value.min():.3g})")
+        if value.dtype.kind not in "biuf":
+            return [f"{name} has dtype {value.dtype}, expected real numbers"]
+        blocks[name] = value
+
+    problems = []
+    for name, value in blocks.items():
+        # min >= 0 fails for NaN too; max < inf rules out +inf. Two reductions on the hot path.
+        if not (np.minimum.reduce(value, axis=None) >= 0 and np.maximum.reduce(value, axis=None) < np.inf):
+            if not np.all(np.isfinite(value)):
+                problems.append(f"{name} has non-finite entries")
+            else:
+                problems.append(f"{name} has negative entries (min {value.min():.3g})")
     if problems:
         return problems
 
     def over(name, value, upper, constraint):
         excess = value - upper * (1.0 + tol)
-        if np.any(excess > 0):
+        if np.maximum.reduce(excess, axis=None) > 0:
             problems.append(f"{name} breaks {constraint}: exceeds its bound by up to {excess.max():.3g}")
 
-    over("bandwidth_share", station_sum(action.bandwidth_share, association, stations), 1.0,
+    over("bandwidth_share", station_sum(blocks["bandwidth_share"], association, stations), 1.0,
          "(14a) sum of shares at a station <= 1")
-    over("power", action.power, scenario.max_power, f"(14b) 0 <= p <= p_max = {scenario.max_power} W")
-    over("local_cpu", action.local_cpu, scenario.local_cpu, f"(14c) 0 <= f^l <= {scenario.local_cpu:g} cycles/s")
-    over("edge_cpu", station_sum(action.edge_cpu, association, stations), scenario.station_cpu[None, :],
+    over("power", blocks["power"], scenario.max_power, f"(14b) 0 <= p <= p_max = {scenario.max_power} W")
+    over("local_cpu", blocks["local_cpu"], scenario.local_cpu,
+         f"(14c) 0 <= f^l <= {scenario.local_cpu:g} cycles/s")
+    over("edge_cpu", station_sum(blocks["edge_cpu"], association, stations), scenario.station_cpu,
          "(14d) sum of edge CPU at a station <= its capacity")
-    over("edge_departure", action.edge_departure, max_departure(scenario, batch),
+    over("edge_departure", blocks["edge_departure"], _departure_capacity(scenario),
          "(14e) Psi_j c <= f^e_j tau")
     return problems
 

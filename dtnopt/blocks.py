@@ -44,14 +44,15 @@ def offload_coefficient(observation: Observation, edge_cpu: np.ndarray) -> np.nd
     return compute + edge_weight(observation) - service_weight(observation)
 
 
-def local_cpu_rule(observation: Observation, cap_bits: np.ndarray) -> np.ndarray:
+def local_cpu_rule(observation: Observation, cap_bits: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
     """Best f^l given at most ``cap_bits`` may be computed locally (the cubic rule).
 
     The local part ``V varsigma tau f^3 - u tau f / c`` is convex in f with its minimum at
     ``f = sqrt(u / (3 V varsigma c))``, clipped to [0, min(f^l_max, c cap / tau)]: past the
-    queue more CPU only costs energy (eq. 9)."""
+    queue more CPU only costs energy (eq. 9). ``weight`` replaces u (default
+    ``service_weight``), e.g. by ``u - nu`` with nu the price of the queue shared with offloading."""
     sc = observation.scenario
-    u = service_weight(observation)
+    u = service_weight(observation) if weight is None else weight
     upper = np.minimum(sc.local_cpu, sc.cycles_per_bit * np.maximum(cap_bits, 0.0) / sc.tau)
     if sc.V == 0:
         return np.where(u > 0, upper, 0.0)

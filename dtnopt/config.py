@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -63,13 +65,17 @@ class Scenario:
         for name, (lo, hi, kind) in _RANGES.items():
             value = getattr(self, name)
             if kind is int:
-                if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
                     raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+                value = int(value)  # numpy integers from sweeps become plain ints
+                object.__setattr__(self, name, value)
             elif kind is float:
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
                     raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
                 if not math.isfinite(value):
                     raise ValueError(f"{name} must be a finite number in [{lo}, {hi}], got {value!r}")
+                value = float(value)
+                object.__setattr__(self, name, value)
             if not lo <= value <= hi:
                 raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
         if self.arrival_law not in ARRIVAL_LAWS:
@@ -85,15 +91,17 @@ class Scenario:
         """M + 1 base stations, index 0 is the MBS."""
         return self.sbs + 1
 
-    @property
+    # Cached (the hot path reads them every slot) and read-only (one array shared by all users);
+    # cached_property stores into the instance __dict__, which a frozen dataclass allows.
+    @cached_property
     def station_bandwidth(self):
-        """w_j for j = 0..M, Hz."""
-        return np.array([self.mbs_bandwidth] + [self.sbs_bandwidth] * self.sbs)
+        """w_j for j = 0..M, Hz (read-only)."""
+        return _read_only([self.mbs_bandwidth] + [self.sbs_bandwidth] * self.sbs)
 
-    @property
+    @cached_property
     def station_cpu(self):
-        """f^e_j for j = 0..M, cycles/s."""
-        return np.array([self.mbs_cpu] + [self.sbs_cpu] * self.sbs)
+        """f^e_j for j = 0..M, cycles/s (read-only)."""
+        return _read_only([self.mbs_cpu] + [self.sbs_cpu] * self.sbs)
 
     @property
     def local_capacity_bits(self) -> float:
@@ -106,6 +114,12 @@ class Scenario:
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _read_only(values) -> np.ndarray:
+    array = np.array(values, dtype=float)
+    array.flags.writeable = False
+    return array
 
 
 _RANGES = {

@@ -80,7 +80,7 @@ def run_episode(solver, scenario: Scenario | None = None, seed: int | None = Non
         result = network.step(action, check=True, who=f"solver {solver.label!r}")
         cost[t] = result.cost
         energy[t] = result.service.energy
-        served[t] = result.service.served.sum(axis=1)
+        served[t] = result.service.served_total
         local_backlog[t] = observation.local_queue.sum(axis=1)
         edge_backlog[t] = observation.edge_queue.sum(axis=1)
         eta[t] = observation.eta
@@ -120,6 +120,8 @@ HELD_OUT_SEED_BASE = 1_000_000
 
 def held_out_seeds(count: int) -> list[int]:
     """The fixed evaluation seeds shared by training curves and studies."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count must be an integer >= 0, got {count!r}")
     return [HELD_OUT_SEED_BASE + k for k in range(count)]
 
 

@@ -19,14 +19,14 @@ class EfficiencyEstimate:
 
     def __init__(self, scenario: Scenario, batch: int):
         self.initial = scenario.eta0 / MBIT
+        self._initial = np.full(batch, self.initial)
         self.energy = np.zeros(batch)
         self.served = np.zeros(batch)
 
     @property
     def eta(self) -> np.ndarray:
         """(B,) eta(t), J/bit."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.served > 0, self.energy / self.served, self.initial)
+        return np.divide(self.energy, self.served, out=self._initial.copy(), where=self.served > 0.0)
 
     def update(self, energy: np.ndarray, served_bits: np.ndarray) -> None:
         self.energy = self.energy + energy
@@ -38,7 +38,7 @@ def largest_service(scenario: Scenario, association: np.ndarray, spectral_effici
     full local CPU plus its whole station's band at p_max (``spectral_efficiency`` is the (B, N)
     efficiency at p_max on each device's own link)."""
     offload = scenario.tau * scenario.station_bandwidth[association] * spectral_efficiency
-    return scenario.local_capacity_bits + offload.max(axis=1)
+    return scenario.local_capacity_bits + np.maximum.reduce(offload, axis=1)
 
 
 def perturbation(scenario: Scenario, eta: np.ndarray, psi_max: np.ndarray, devices: int) -> np.ndarray:
@@ -46,7 +46,7 @@ def perturbation(scenario: Scenario, eta: np.ndarray, psi_max: np.ndarray, devic
     if not scenario.perturbation:
         return np.zeros((eta.shape[0], devices))
     beta = scenario.V * eta * MBIT * MBIT + psi_max
-    return np.repeat(beta[:, None], devices, axis=1)
+    return beta[:, None].repeat(devices, axis=1)
 
 
 def p2_cost(scenario: Scenario, observation, service) -> np.ndarray:
@@ -56,10 +56,26 @@ def p2_cost(scenario: Scenario, observation, service) -> np.ndarray:
     - sum_i (Q^l_i - beta_i)(Psi_i - lambda_i)``, bits in Mbit, energy in J.
     The reward of (22) is its negative."""
     served = service.served
-    penalty = scenario.V * (service.energy - observation.eta * served.sum(axis=1))
-    edge = (observation.edge_queue * (service.offload_per_station - service.edge_departure)).sum(axis=1)
-    local = ((observation.local_queue - observation.beta) * (served - observation.arrivals)).sum(axis=1)
+    total = np.add.reduce  # ndarray.sum without its Python wrapper: this runs every slot
+    penalty = scenario.V * (service.energy - observation.eta * service.served_total)
+    edge = total(observation.edge_queue * (service.offload_per_station - service.edge_departure), axis=1)
+    local = total((observation.local_queue - observation.beta) * (served - observation.arrivals), axis=1)
     return penalty + (edge - local) / (MBIT * MBIT)
+
+
+def p2_cost_terms(scenario: Scenario, observation, service):
+    """The P2 cost (20) split into the parts each device and each station owns, ((B, N), (B, M+1)):
+
+    device i: ``V [E^l_i + E^e_i - eta Psi_i] + q_i D^e_i - (Q^l_i - beta_i)(Psi_i - lambda_i)``
+    (``q_i = Q^e_j / s^2`` of its station, ``dtnopt.blocks``); station j: ``-Q^e_j Psi_j``.
+    Their sum over devices and stations is ``p2_cost``. Within a slot, a device's power and local
+    CPU change only its own part: learned solvers use the split for credit assignment."""
+    served = service.served
+    loading = np.take_along_axis(observation.edge_queue, observation.association, axis=1) * service.offload_bits
+    device = (scenario.V * (service.local_energy + service.offload_energy - observation.eta[:, None] * served)
+              + (loading - (observation.local_queue - observation.beta) * (served - observation.arrivals)) / (MBIT * MBIT))
+    station = -observation.edge_queue * service.edge_departure / (MBIT * MBIT)
+    return device, station
 
 
 def evaluate(observation, action):

@@ -51,6 +51,8 @@ class Network:
 
     def reset(self, seed: int | None = None) -> Observation:
         seed = self.scenario.seed if seed is None else seed
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         self.plant.reset(seed)
         self.twin.reset(seed)
         self.efficiency = EfficiencyEstimate(self.scenario, self.batch)
@@ -71,8 +73,9 @@ class Network:
             action = project(sc, action, self.plant.association)
         service = self.plant.step(action)
         cost = p2_cost(sc, observation, service)
-        self.efficiency.update(service.energy, service.served.sum(axis=1))
+        self.efficiency.update(service.energy, service.served_total)
         cap = sc.queue_cap
-        unstable = (self.plant.local_queue.max(axis=1) > cap) | (self.plant.edge_queue.max(axis=1) > cap)
+        largest = np.maximum.reduce
+        unstable = (largest(self.plant.local_queue, axis=1) > cap) | (largest(self.plant.edge_queue, axis=1) > cap)
         self.observation = self.twin.observe(self.plant, self.efficiency.eta)
         return SlotResult(cost=cost, service=service, observation=observation, unstable=unstable)

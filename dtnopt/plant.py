@@ -14,7 +14,7 @@ from .arrivals import draw_arrivals
 from .channel import draw_fading, path_gain
 from .config import Scenario
 from .service import Service, serve
-from .topology import associate, initial_positions, move, station_distances, station_positions
+from .topology import associate, initial_positions, move, own_link, station_distances, station_positions
 
 
 class Plant:
@@ -45,8 +45,9 @@ class Plant:
         sc = self.scenario
         self.distance = station_distances(self.position, self.stations)  # (B, N, M+1)
         self.association = associate(sc, self.distance)  # (B, N)
-        self.link_gain = draw_fading(self.rng, self.distance.shape) * path_gain(sc, self.distance)
-        self.gain = np.take_along_axis(self.link_gain, self.association[:, :, None], axis=2)[:, :, 0]
+        self.link_gain = draw_fading(self.rng, self.distance.shape)
+        self.link_gain *= path_gain(sc, self.distance)
+        self.gain = own_link(self.link_gain, self.association)
 
     def step(self, action: Action) -> Service:
         """Execute a feasible action for the current slot and advance to the next one:

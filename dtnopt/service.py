@@ -26,7 +26,8 @@ from .topology import station_sum
 
 @dataclass
 class Service:
-    """Bits served and energy spent in one slot, batched like the action."""
+    """Bits served and energy spent in one slot, batched like the action. A record: ``served``,
+    ``served_total`` and ``energy`` are computed once, at construction."""
 
     local_bits: np.ndarray  # D^l_i, (B, N)
     offload_bits: np.ndarray  # D^e_i, (B, N)
@@ -35,15 +36,26 @@ class Service:
     local_energy: np.ndarray  # E^l_i, J, (B, N)
     offload_energy: np.ndarray  # E^e_i, J, (B, N)
 
+    def __post_init__(self) -> None:
+        # Computed once: the queues, the cost, the eta estimate and the loop all read them.
+        self._served = self.local_bits + self.offload_bits
+        self._served_total = np.add.reduce(self._served, axis=1)
+        self._energy = np.add.reduce(self.local_energy, axis=1) + np.add.reduce(self.offload_energy, axis=1)
+
     @property
     def served(self) -> np.ndarray:
         """Psi_i = D^l_i + D^e_i, (B, N)."""
-        return self.local_bits + self.offload_bits
+        return self._served
+
+    @property
+    def served_total(self) -> np.ndarray:
+        """sum_i Psi_i per environment, bits, (B,)."""
+        return self._served_total
 
     @property
     def energy(self) -> np.ndarray:
         """E_tol (12) per environment, J, (B,)."""
-        return self.local_energy.sum(axis=1) + self.offload_energy.sum(axis=1)
+        return self._energy
 
 
 def serve(
@@ -60,12 +72,12 @@ def serve(
     local_bits = np.minimum(tau * action.local_cpu / c, local_queue)
     bandwidth = action.bandwidth_share * scenario.station_bandwidth[association]
     uplink = rate(bandwidth, action.power, gain, scenario.noise_power)
-    active = (uplink > 0) & (action.edge_cpu > 0)
+    active = (uplink > 0.0) & (action.edge_cpu > 0.0)
+    # Q^l - D^l >= 0 exactly (D^l = min(., Q^l)) and R >= 0, so D^e needs no clipping at 0.
     offload_bits = np.where(active, np.minimum(uplink * tau, local_queue - local_bits), 0.0)
-    offload_bits = np.maximum(offload_bits, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        radio = np.where(active, action.power * offload_bits / uplink, 0.0)
-        compute = np.where(active, scenario.edge_power * c * offload_bits / action.edge_cpu, 0.0)
+    radio = np.divide(action.power * offload_bits, uplink, out=np.zeros(offload_bits.shape), where=active)
+    compute = np.divide(scenario.edge_power * c * offload_bits, action.edge_cpu, out=np.zeros(offload_bits.shape),
+                        where=active)
     return Service(
         local_bits=local_bits,
         offload_bits=offload_bits,

@@ -6,6 +6,8 @@ Arrays carry a leading batch axis ``B`` of independent environments; devices are
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .config import Scenario
@@ -29,19 +31,41 @@ def initial_positions(rng: np.random.Generator, scenario: Scenario, batch: int) 
 def move(rng: np.random.Generator, scenario: Scenario, positions: np.ndarray) -> np.ndarray:
     """One slot of the bounded random walk: speed ~ U[0, speed_max], uniform heading,
     reflected at the border of the area."""
-    shape = positions.shape[:-1]
-    step = rng.uniform(0.0, scenario.speed_max * scenario.tau, size=shape)
-    heading = rng.uniform(0.0, 2.0 * np.pi, size=shape)
-    moved = positions + np.stack([step * np.cos(heading), step * np.sin(heading)], axis=-1)
+    # One draw for both: the same numbers as uniform(0, v tau) then uniform(0, 2 pi). In-place
+    # arithmetic on temporaries keeps large batches from paying for fresh allocations.
+    step, heading = rng.random((2,) + positions.shape[:-1])
+    step *= scenario.speed_max * scenario.tau
+    heading *= 2.0 * np.pi
+    moved = np.empty_like(positions)
+    along = np.cos(heading)
+    along *= step
+    np.add(positions[..., 0], along, out=moved[..., 0])
+    along = np.sin(heading, out=heading)
+    along *= step
+    np.add(positions[..., 1], along, out=moved[..., 1])
+    # Reflect at 0 and at L: the reflection is even and 2L-periodic, x -> L - |L - (|x| mod 2L)|.
+    # A step of at most L stays inside [-L, 2L], where the mod changes nothing: skip it then.
     area = scenario.area
-    moved = np.abs(moved)  # reflect at 0
-    return area - np.abs(area - moved)  # reflect at L
+    np.abs(moved, out=moved)
+    if scenario.speed_max * scenario.tau > area:
+        np.fmod(moved, 2.0 * area, out=moved)
+    np.subtract(area, moved, out=moved)
+    np.abs(moved, out=moved)
+    return np.subtract(area, moved, out=moved)
 
 
 def station_distances(positions: np.ndarray, stations: np.ndarray) -> np.ndarray:
     """(B, N, M+1) distances r_ij between every device and every station, m."""
-    delta = positions[:, :, None, :] - stations[None, None, :, :]
-    return np.sqrt(np.einsum("bnmk,bnmk->bnm", delta, delta))
+    # Computed station-major, (M+1, B N), so every operation runs along B N devices rather than
+    # along the M+1 stations (short inner loops are slow), then laid out (B, N, M+1).
+    coordinates = positions.reshape(-1, 2).T
+    dx = coordinates[0] - stations[:, 0, None]
+    dy = coordinates[1] - stations[:, 1, None]
+    dx *= dx
+    dy *= dy
+    dx += dy
+    np.sqrt(dx, out=dx)
+    return np.ascontiguousarray(dx.T).reshape(positions.shape[:-1] + (len(stations),))
 
 
 def coverage(scenario: Scenario, distances: np.ndarray) -> np.ndarray:
@@ -55,23 +79,54 @@ def coverage(scenario: Scenario, distances: np.ndarray) -> np.ndarray:
 def associate(scenario: Scenario, distances: np.ndarray) -> np.ndarray:
     """(B, N) station index of each device: the nearest SBS whose coverage holds the device,
     else the MBS (index 0). This is the edge set of the graph G."""
-    if scenario.sbs == 0:
-        return np.zeros(distances.shape[:2], dtype=np.intp)
-    sbs = distances[:, :, 1:]
-    nearest = np.argmin(sbs, axis=2)
-    inside = np.take_along_axis(sbs, nearest[:, :, None], axis=2)[:, :, 0] < scenario.sbs_coverage
-    return np.where(inside, nearest + 1, 0)
+    # The MBS column and SBSs out of reach count as infinitely far; argmin returns the first
+    # index, 0 (the MBS), when every entry is infinite.
+    reach = np.where(distances < scenario.sbs_coverage, distances, np.inf)
+    reach[:, :, 0] = np.inf
+    return reach.argmin(axis=2)
+
+
+@lru_cache(maxsize=64)
+def _batch_offsets(batch: int, stations: int) -> np.ndarray:
+    offsets = stations * np.arange(batch)[:, None]
+    offsets.flags.writeable = False
+    return offsets
+
+
+@lru_cache(maxsize=64)
+def _link_offsets(batch: int, devices: int, stations: int) -> np.ndarray:
+    offsets = stations * np.arange(batch * devices).reshape(batch, devices)
+    offsets.flags.writeable = False
+    return offsets
+
+
+def station_index(association: np.ndarray, stations: int) -> np.ndarray:
+    """(B, N) flat index of each device's station in a C-ordered (B, M+1) array: gather a
+    per-station quantity ``values`` to the devices with ``values.ravel()[index]``."""
+    return association + _batch_offsets(association.shape[0], stations)
+
+
+def at_station(values: np.ndarray, association: np.ndarray) -> np.ndarray:
+    """(B, N) the value of each device's station in a per-station (B, M+1) array."""
+    return values.ravel()[station_index(association, values.shape[1])]
+
+
+def own_link(values: np.ndarray, association: np.ndarray) -> np.ndarray:
+    """(B, N) the entry of each device's own link in a per-link (B, N, M+1) array."""
+    return values.ravel()[association + _link_offsets(*values.shape)]
 
 
 def station_sum(values: np.ndarray, association: np.ndarray, stations: int) -> np.ndarray:
     """(B, M+1) sum over the devices of each station of a (B, N) per-device quantity."""
-    batch = values.shape[0]
-    index = association + stations * np.arange(batch)[:, None]
-    return np.bincount(index.ravel(), weights=values.ravel(), minlength=batch * stations).reshape(
+    batch = association.shape[0]
+    index = station_index(association, stations)
+    return np.bincount(index.ravel(), weights=np.asarray(values).ravel(), minlength=batch * stations).reshape(
         batch, stations
     )
 
 
 def station_count(association: np.ndarray, stations: int) -> np.ndarray:
-    """(B, M+1) number of devices associated with each station."""
-    return station_sum(np.ones(association.shape), association, stations)
+    """(B, M+1) number of devices associated with each station (float)."""
+    batch = association.shape[0]
+    index = station_index(association, stations)
+    return np.bincount(index.ravel(), minlength=batch * stations).reshape(batch, stations).astype(float)

@@ -16,7 +16,7 @@ from .channel import path_gain, spectral_efficiency
 from .config import Scenario
 from .lyapunov import largest_service, perturbation
 from .plant import Plant
-from .topology import associate, coverage, station_distances
+from .topology import associate, coverage, own_link, station_distances
 
 
 @dataclass
@@ -61,7 +61,7 @@ class Observation:
     @property
     def own_spectral_efficiency(self) -> np.ndarray:
         """(B, N) efficiency at p_max on each device's own link."""
-        return np.take_along_axis(self.spectral_efficiency, self.association[:, :, None], axis=2)[:, :, 0]
+        return own_link(self.spectral_efficiency, self.association)
 
     def select(self, index) -> "Observation":
         """The sub-batch ``index`` (an int keeps a batch axis of one)."""
@@ -104,9 +104,9 @@ class DigitalTwin:
                 error = 1.0 + sc.twin_gain_error * self.rng.standard_normal(link_gain.shape)
                 link_gain = link_gain * np.maximum(error, 0.0)
         efficiency = spectral_efficiency(sc.max_power, link_gain, sc.noise_power)
-        efficiency = np.where(coverage(sc, distance), efficiency, 0.0)
-        own = np.take_along_axis(efficiency, association[:, :, None], axis=2)[:, :, 0]
-        gain = np.take_along_axis(link_gain, association[:, :, None], axis=2)[:, :, 0]
+        efficiency *= coverage(sc, distance)  # zero off coverage (in place: a fresh, finite array)
+        own = own_link(efficiency, association)
+        gain = plant.gain if exact else own_link(link_gain, association)
         psi_max = largest_service(sc, association, own)
         return Observation(
             scenario=sc,

@@ -1,0 +1,100 @@
+"""Command line: listings, JSON KPIs, and bad arguments (exit code 2, one line on stderr naming
+the argument, no traceback), the latter through ``python -m dtnopt`` in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dtnopt import KPI_NAMES, Scenario, available, make, run_episode
+from dtnopt.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Rejected before any solver module is imported: cheap to run as real subprocesses.
+BAD_ARGUMENTS = {
+    "no command": ([], "command"),
+    "unknown command": (["bogus"], "invalid choice: 'bogus'"),
+    "missing solver": (["run"], "--solver"),
+    "devices out of range": (["run", "--solver", "equal", "--devices", "0"],
+                             "argument --devices: devices must be in [1, 100000], got 0"),
+    "devices not an integer": (["run", "--solver", "equal", "--devices", "abc"], "argument --devices"),
+    "sbs out of range": (["run", "--solver", "equal", "--sbs", "-1"], "argument --sbs: sbs must be in [0, 1000]"),
+    "slots out of range": (["run", "--solver", "equal", "--slots", "0"], "argument --slots: slots must be in"),
+    "seed out of range": (["run", "--solver", "equal", "--seed", "-3"], "argument --seed: seed must be in"),
+    "V not finite": (["run", "--solver", "equal", "--V", "nan"], "argument --V: V must be a finite number"),
+    "extra argument": (["run", "--solver", "equal", "--fast"], "unrecognized arguments: --fast"),
+    "train without output": (["train", "--solver", "equal"], "--out"),
+    "unknown solver": (["run", "--solver", "nope"], "argument --solver: unknown solver 'nope'; known solvers: "),
+}
+# Rejected after the registry is loaded (every solver module imported, seconds per process): run
+# in this process, where it is loaded once.
+BAD_ARGUMENTS_IN_PROCESS = {
+    "missing checkpoint": (["run", "--solver", "equal", "--model", "/nonexistent/model.pt"],
+                           "argument --model: no checkpoint file at '/nonexistent/model.pt'"),
+    "train a heuristic": (["train", "--solver", "equal", "--out", "/tmp/never-written.pt"],
+                          "argument --solver: solver 'equal' is not a learned solver"),
+    "unknown ablated solver": (["run", "--solver", "nope-no-cpu"], "argument --solver: unknown solver 'nope-no-cpu'"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_runs():
+    """All bad-argument runs at once, in parallel subprocesses (each pays the import time)."""
+    processes = {case: subprocess.Popen([sys.executable, "-m", "dtnopt", *argv], cwd=ROOT, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for case, (argv, _) in BAD_ARGUMENTS.items()}
+    return {case: (p.wait(timeout=300), *p.communicate()) for case, p in processes.items()}
+
+
+def assert_one_line_error(stderr: str, expected: str) -> None:
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dtnopt: error: ") and expected in lines[0], stderr
+
+
+@pytest.mark.parametrize("case", list(BAD_ARGUMENTS))
+def test_bad_arguments_exit_2_with_one_line_naming_the_argument(bad_runs, case):
+    code, stdout, stderr = bad_runs[case]
+    assert code == 2, stderr
+    assert stdout == ""
+    assert_one_line_error(stderr, BAD_ARGUMENTS[case][1])
+
+
+@pytest.mark.parametrize("case", list(BAD_ARGUMENTS_IN_PROCESS))
+def test_bad_solver_arguments_exit_2_with_one_line(capsys, case):
+    argv, expected = BAD_ARGUMENTS_IN_PROCESS[case]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert_one_line_error(captured.err, expected)
+    assert not Path("/tmp/never-written.pt").exists()
+
+
+def test_solvers_lists_every_registered_name_one_per_line_name_first(capsys):
+    assert main(["solvers"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == available()
+    assert all(line.split("\t")[1] for line in lines)  # each with a one-line summary
+
+
+def test_run_json_prints_the_episode_kpis_on_the_last_line(capsys):
+    argv = ["run", "--solver", "greedy", "--devices", "5", "--sbs", "2", "--slots", "8", "--seed", "3", "--json"]
+    assert main(argv) == 0
+    kpis = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(kpis) == list(KPI_NAMES)
+    scenario = Scenario(devices=5, sbs=2, slots=8, seed=3)
+    expected = run_episode(make("greedy", scenario), scenario, seed=3).kpi
+    for key in KPI_NAMES:
+        if key != "decision_ms":
+            assert kpis[key] == pytest.approx(expected[key]), key
+
+
+def test_run_prints_a_readable_table(capsys):
+    assert main(["run", "--solver", "equal-no-cpu", "--devices", "4", "--slots", "5", "--V", "20"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(KPI_NAMES)

@@ -1,0 +1,145 @@
+"""The Lyapunov loop (Algorithm 1): determinism under a seed, KPIs consistent with the slot
+table, infeasible actions rejected, held-out seeds, and the ablation mechanism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dtnopt import (ABLATIONS, KPI_NAMES, MBIT, Action, InfeasibleAction, Scenario, Solver, fixed_allocation,
+                    held_out_seeds, make, run_episode, run_seeds)
+from dtnopt.solver import CPU_BLOCKS, RADIO_BLOCKS
+
+SMALL = Scenario(devices=6, sbs=2, slots=25)
+BLOCKS = ("bandwidth_share", "power", "local_cpu", "edge_cpu", "edge_departure")
+
+
+class RandomBlocks(Solver):
+    """Decides a random feasible action (every block differs from ``fixed_allocation``)."""
+
+    name = "random-blocks"
+
+    def reset(self, seed=None):
+        self.rng = np.random.default_rng(seed)
+
+    def decide(self, observation):
+        reference = fixed_allocation(self.scenario, observation.association)
+        return Action(*(getattr(reference, name) * self.rng.uniform(0.1, 0.9, getattr(reference, name).shape)
+                        for name in BLOCKS))
+
+
+class Overreaching(Solver):
+    """Asks for more power than p_max from slot 3 on."""
+
+    name = "overreaching"
+
+    def decide(self, observation):
+        action = fixed_allocation(self.scenario, observation.association)
+        if observation.slot >= 3:
+            action.power = action.power * 2.0
+        return action
+
+
+def test_same_seed_same_table_different_seed_different_table():
+    first = run_episode(make("greedy", SMALL), SMALL, seed=11)
+    again = run_episode(make("greedy", SMALL), SMALL, seed=11)
+    other = run_episode(make("greedy", SMALL), SMALL, seed=12)
+    columns = [c for c in first.slots.columns if c != "decision_ms"]  # wall time is not deterministic
+    pd.testing.assert_frame_equal(first.slots[columns], again.slots[columns])
+    assert {k: v for k, v in first.kpi.items() if k != "decision_ms"} == {
+        k: v for k, v in again.kpi.items() if k != "decision_ms"}
+    assert not np.allclose(first.slots["cost"], other.slots["cost"])
+
+
+def test_episode_seed_defaults_to_the_scenario_seed():
+    a = run_episode(make("equal", SMALL), SMALL.replace(seed=4))
+    b = run_episode(make("equal", SMALL), SMALL, seed=4)
+    np.testing.assert_array_equal(a.slots["cost"], b.slots["cost"])
+
+
+def test_kpis_summarise_the_slot_table():
+    episode = run_episode(make("equal", SMALL), SMALL, seed=3)
+    table, kpi = episode.slots, episode.kpi
+    assert list(kpi) == list(KPI_NAMES)
+    assert len(table) == SMALL.slots and list(table["slot"]) == list(range(SMALL.slots))
+    assert kpi["system_cost"] == pytest.approx(table["cost"].sum())
+    assert kpi["energy_efficiency_j_per_mbit"] == pytest.approx(table["energy_j"].sum() / table["served_mbit"].sum())
+    assert kpi["mean_energy_j"] == pytest.approx(table["energy_j"].mean())
+    assert kpi["mean_local_backlog_mbit"] == pytest.approx(table["local_backlog_mbit"].mean())
+    assert kpi["mean_edge_backlog_mbit"] == pytest.approx(table["edge_backlog_mbit"].mean())
+    assert kpi["throughput_mbit"] == pytest.approx(table["served_mbit"].mean())
+    assert kpi["stable"] is True and kpi["decision_ms"] >= 0
+    assert table["local_backlog_mbit"].iloc[0] == 0 and table["edge_backlog_mbit"].iloc[0] == 0  # empty start
+    # eta(t) in the table is the running ratio of the slots before t (13)
+    energy, served = table["energy_j"].to_numpy(), table["served_mbit"].to_numpy()
+    t = 10
+    assert served[:t].sum() > 0
+    assert table["eta_j_per_mbit"].iloc[t] == pytest.approx(energy[:t].sum() / served[:t].sum())
+
+
+def test_batched_episode_rows_and_kpis_per_environment():
+    episode = run_episode(make("equal", SMALL), SMALL, seed=1, batch=3)
+    assert len(episode.kpis) == 3 and len(episode.slots) == 3 * SMALL.slots
+    for env, kpi in enumerate(episode.kpis):
+        rows = episode.slots[episode.slots["env"] == env]
+        assert kpi["system_cost"] == pytest.approx(rows["cost"].sum())
+
+
+def test_unstable_queues_are_flagged():
+    scenario = SMALL.replace(queue_cap=3 * MBIT)
+    assert run_episode(make("local", scenario), scenario, seed=0).kpi["stable"] is False
+    assert run_episode(make("greedy", SMALL), SMALL, seed=0).kpi["stable"] is True
+
+
+def test_infeasible_action_from_a_solver_is_rejected_naming_the_constraint():
+    with pytest.raises(InfeasibleAction, match=r"solver 'overreaching' returned an infeasible action: "
+                                               r"power breaks \(14b\)"):
+        run_episode(Overreaching(SMALL), SMALL, seed=0)
+
+
+def test_run_seeds_gives_one_row_per_seed():
+    table = run_seeds(make("equal", SMALL), SMALL, seeds=[3, 4])
+    assert list(table["seed"]) == [3, 4] and set(KPI_NAMES) <= set(table.columns)
+    assert table["system_cost"].iloc[0] == pytest.approx(run_episode(make("equal", SMALL), SMALL, seed=3).kpi["system_cost"])
+
+
+def test_held_out_seeds_are_fixed_and_above_the_training_range():
+    assert held_out_seeds(3) == [1_000_000, 1_000_001, 1_000_002]
+    assert held_out_seeds(0) == []
+    with pytest.raises(ValueError, match="count must be an integer >= 0, got -1"):
+        held_out_seeds(-1)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "3", True])
+def test_bad_episode_seeds_are_named(seed):
+    with pytest.raises(ValueError, match=f"seed must be an integer >= 0, got {seed!r}"):
+        run_episode(make("equal", SMALL), SMALL, seed=seed)
+
+
+@pytest.mark.parametrize("ablation", sorted(ABLATIONS))
+def test_ablation_fixes_exactly_its_blocks(ablation):
+    from dtnopt.solver import Ablation
+
+    solver = RandomBlocks(SMALL, ablation=ABLATIONS[ablation])
+    plain = RandomBlocks(SMALL)
+    network_obs = __import__("conftest").observe(SMALL, 2, slots=3)[1]
+    solver.reset(0)
+    plain.reset(0)
+    acted, decided = solver.act(network_obs), plain.decide(network_obs)
+    reference = fixed_allocation(SMALL, network_obs.association)
+    fixed = ABLATIONS[ablation].fixed
+    assert fixed == {"no-cpu": CPU_BLOCKS, "no-radio": RADIO_BLOCKS}[ablation]
+    for name in BLOCKS:
+        expected = reference if name in fixed else decided
+        np.testing.assert_array_equal(getattr(acted, name), getattr(expected, name), err_msg=name)
+    assert solver.label == f"random-blocks-{ablation}"
+    assert Ablation().apply(network_obs, decided) is decided
+
+
+def test_plant_benchmark_times_a_loop_slot():
+    from benchmarks.plant import seconds_per_slot
+
+    for batch in (1, 4):  # a smoke run of what ``python -m benchmarks.plant`` times; no timing asserted
+        wall, cpu = seconds_per_slot(devices=5, batch=batch, slots=3, repeats=1, decide=batch == 4)
+        assert 0 < wall < float("inf") and 0 <= cpu < float("inf")

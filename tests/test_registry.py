@@ -1,0 +1,94 @@
+"""Solver registry: every registered solver (including the ones added later and the ablated
+variants) runs a short episode with feasible actions; names resolve or fail with the list."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dtnopt.registry as registry
+from dtnopt import (ABLATIONS, Network, Scenario, Solver, available, check_feasible, fixed_allocation, make,
+                    register, run_episode)
+
+TINY = Scenario(devices=4, sbs=2, slots=3)
+
+
+@pytest.mark.parametrize("name", available())
+def test_every_registered_solver_runs_a_short_episode_with_feasible_actions(name):
+    solver = make(name, TINY)  # learned solvers run untrained
+    assert isinstance(solver, Solver) and solver.label == name
+    episode = run_episode(solver, TINY, seed=2)  # the loop checks every action against (14a)-(14e)
+    assert len(episode.slots) == TINY.slots
+    assert np.all(np.isfinite(episode.slots["cost"]))
+    network = Network(TINY, 2)  # and a batch of two environments
+    observation = network.reset(5)
+    solver.reset(5)
+    action = solver.act(observation)
+    check_feasible(TINY, action, observation.association, who=name)
+    _, ablation = registry.resolve(name)
+    assert solver.ablation is ablation
+    reference = fixed_allocation(TINY, observation.association)
+    for block in ablation.fixed:  # an ablated variant holds its blocks at the un-optimised values
+        np.testing.assert_array_equal(getattr(action, block), getattr(reference, block))
+
+
+def test_listing_has_base_names_then_both_ablations_of_each():
+    names = available()
+    bases = available(ablations=False)
+    assert {"equal", "local", "random", "greedy"} <= set(bases)
+    assert names == bases + [f"{b}-{a}" for b in bases for a in sorted(ABLATIONS)]
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown solver 'nope'; known solvers: .*equal.*greedy-no-cpu") as error:
+        make("nope", TINY)
+    assert all(name in str(error.value) for name in available())
+    with pytest.raises(ValueError, match="unknown solver 'nope-no-cpu'"):
+        make("nope-no-cpu", TINY)
+
+
+def test_make_defaults_to_the_default_scenario_and_forwards_the_seed():
+    solver = make("random", seed=7)
+    assert solver.scenario == Scenario() and solver.seed == 7
+
+
+def test_register_rejects_bad_names_classes_and_duplicates(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    class Mine(Solver):
+        def decide(self, observation):
+            return fixed_allocation(self.scenario, observation.association)
+
+    for bad in ["", "x-no-cpu", "x-no-radio", 3]:
+        with pytest.raises(ValueError, match="solver name must be a non-empty string without an ablation suffix"):
+            register(bad, Mine)
+    with pytest.raises(TypeError, match="must be a subclass of dtnopt.Solver"):
+        register("not-a-solver", object)
+    with pytest.raises(ValueError, match="'equal' is already registered"):
+        register("equal", Mine)
+    register("mine", Mine)
+    assert "mine" in available() and "mine-no-radio" in available()
+    assert make("mine-no-radio", TINY).ablation is ABLATIONS["no-radio"]
+
+
+def test_third_party_solvers_are_found_through_entry_points(monkeypatch):
+    class Plugin(Solver):
+        """A third-party solver."""
+
+        def decide(self, observation):
+            return fixed_allocation(self.scenario, observation.association)
+
+    class EntryPoint:
+        name = "plugin"
+
+        def load(self):
+            return Plugin
+
+    groups = []
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "entry_points", lambda group: groups.append(group) or [EntryPoint()])
+    assert "plugin" in available() and groups == [registry.ENTRY_POINT_GROUP]
+    solver = make("plugin-no-cpu", TINY)
+    assert type(solver) is Plugin and solver.ablation is ABLATIONS["no-cpu"]
+    assert len(run_episode(solver, TINY, seed=0).slots) == TINY.slots
