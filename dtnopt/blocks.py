@@ -54,9 +54,10 @@ def local_cpu_rule(observation: Observation, cap_bits: np.ndarray, weight: np.nd
     sc = observation.scenario
     u = service_weight(observation) if weight is None else weight
     upper = np.minimum(sc.local_cpu, sc.cycles_per_bit * np.maximum(cap_bits, 0.0) / sc.tau)
-    if sc.V == 0:
+    energy_scale = 3.0 * sc.V * sc.switched_capacitance * sc.cycles_per_bit
+    if energy_scale == 0:  # V = 0, or so small that the product underflows (0/0 below)
         return np.where(u > 0, upper, 0.0)
-    best = np.sqrt(np.maximum(u, 0.0) / (3.0 * sc.V * sc.switched_capacitance * sc.cycles_per_bit))
+    best = np.sqrt(np.maximum(u, 0.0) / energy_scale)
     return np.minimum(best, upper)
 
 
