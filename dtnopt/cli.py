@@ -97,7 +97,10 @@ def _command_run(args) -> None:
             raise UsageError(f"argument --model: no checkpoint file at {args.model!r}")
         if not solver.learned:
             raise UsageError(f"argument --model: solver {args.solver!r} is not a learned solver")
-        solver.load(args.model)
+        try:
+            solver.load(args.model)
+        except ValueError as error:  # a checkpoint of another scenario, solver or ablation
+            raise UsageError(f"argument --model: {error}") from None
     kpis = run_episode(solver, scenario, seed=args.seed).kpi
     if args.json:
         print(json.dumps({key: _json_value(value) for key, value in kpis.items()}))

@@ -2,4 +2,4 @@
 ``dtnopt.registry``; third-party solvers register through the ``dtnopt.solvers`` entry points."""
 
 from . import heuristics  # noqa: F401
-from . import bcd, reference  # noqa: F401
+from . import bcd, dqn, reference  # noqa: F401
