@@ -39,8 +39,8 @@ def offload_coefficient(observation: Observation, edge_cpu: np.ndarray) -> np.nd
     """k_i = V epsilon c / f^e_i + q_i - u_i: P2 cost per offloaded bit besides the radio
     energy; offloading can only pay where it is negative. Infinite where f^e_i = 0."""
     sc = observation.scenario
-    with np.errstate(divide="ignore"):
-        compute = np.where(edge_cpu > 0, sc.V * sc.edge_power * sc.cycles_per_bit / edge_cpu, np.inf)
+    energy_per_bit = sc.V * sc.edge_power * sc.cycles_per_bit
+    compute = np.divide(energy_per_bit, edge_cpu, out=np.full(np.shape(edge_cpu), np.inf), where=edge_cpu > 0)
     return compute + edge_weight(observation) - service_weight(observation)
 
 
