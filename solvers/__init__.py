@@ -3,3 +3,4 @@
 
 from . import heuristics  # noqa: F401
 from . import bcd, dqn, reference  # noqa: F401
+from . import a3c  # noqa: F401

@@ -1,0 +1,59 @@
+"""Speed of the ``a3c`` solver: training throughput (environment slots per second) with 1 and
+2 workers, and the trained-or-not policy's decision time per slot, beside ``bcd``'s.
+
+    python -m benchmarks.a3c [--episodes K] [--devices N] [--sbs M]
+
+Throughput is measured between the first and the last evaluation of a ``fit`` run (so process
+start-up is excluded; the two one-seed evaluations in the parent are included). Decision time is
+the median time of ``solver.act`` per slot over one episode, as ``run_episode`` reports it.
+Timings on a shared machine are pessimistic: the load average is printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from dtnopt import Scenario, make, run_episode
+
+
+def training_throughput(scenario: Scenario, workers: int, episodes: int) -> tuple[float, float]:
+    """(steady-state, overall) environment slots per second of ``fit`` with ``workers`` workers."""
+    solver = make("a3c", scenario, n_workers=workers)
+    curve = solver.fit(episodes=episodes, progress=False, eval_every=max(1, episodes // 4), eval_seeds=1)
+    first, last = curve.iloc[0], curve.iloc[-1]
+    steady = (last["slots"] - first["slots"]) / max(last["wall_s"] - first["wall_s"], 1e-9)
+    return steady, last["slots"] / last["wall_s"]
+
+
+def decision_ms(name: str, scenario: Scenario, model: str | None = None) -> float:
+    solver = make(name, scenario)
+    if model:
+        solver.load(model)
+    return run_episode(solver, scenario, seed=1_000_000).kpi["decision_ms"]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.a3c", description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=320, help="training episodes per throughput run")
+    parser.add_argument("--devices", type=int, default=20, help="N (default 20)")
+    parser.add_argument("--sbs", type=int, default=3, help="M (default 3)")
+    parser.add_argument("--model", default=None, help="a3c checkpoint whose decision time to measure")
+    parser.add_argument("--skip-bcd", action="store_true", help="do not time bcd")
+    args = parser.parse_args(argv)
+    scenario = Scenario(devices=args.devices, sbs=args.sbs)
+    print(f"scenario N={scenario.devices} M={scenario.sbs}; {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
+    for workers in (1, 2):
+        steady, overall = training_throughput(scenario, workers, args.episodes)
+        print(f"a3c training, {workers} worker(s): {steady:,.0f} env slots/s steady, "
+              f"{overall:,.0f} including start-up (load average {os.getloadavg()[0]:.1f})")
+    a3c = decision_ms("a3c", scenario, args.model)
+    print(f"a3c decision time: {a3c:.3f} ms/slot (median)")
+    if not args.skip_bcd:
+        bcd = decision_ms("bcd", scenario)
+        print(f"bcd decision time: {bcd:.3f} ms/slot (median); bcd / a3c = {bcd / a3c:,.0f}x")
+
+
+if __name__ == "__main__":
+    main()

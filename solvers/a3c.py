@@ -1,0 +1,477 @@
+"""Asynchronous advantage actor-critic, the paper's primary method (Sec. IV-B, Algorithms 2-3).
+
+A global actor and critic live in shared memory. ``n_workers`` processes (pytorch-a3c style,
+``torch.set_num_threads(1)`` each) own an environment replica, one ``dtnopt.network.Network``
+stepping ``envs_per_worker`` environments in lockstep whose episode seeds come from
+``seed + rank``. A worker copies the global weights, rolls out ``t_max`` slots, computes n-step
+returns and the advantage (25), and pushes the gradients of the policy loss (26) and the critic
+loss (27) to the global networks lock-free (Hogwild) through a shared-state Adam. Only the
+global step counter is updated under a lock. ``n_workers=1`` runs the same worker in a thread
+of the calling process (no process start-up) and is deterministic under a seed. The caller's
+process is the evaluator: it watches the counter and scores the deterministic policy on held-out
+seeds.
+
+Engineering choices (the paper leaves them open):
+
+- Policy: a Gaussian per entry of the unit action box of ``dtnopt.features`` (state-independent
+  log std); samples are clipped into [0, 1] by ``action_from_unit``, which maps them onto the
+  feasible set (per-station share normalisation, the model's projection). The mean is
+  unsquashed, so the deterministic action reaches the bounds exactly (a vanishing but positive
+  edge-CPU share would make the edge energy c D^e / f^e of (11) explode), and ``bound_loss``
+  keeps it near the box.
+- Credit: P2 (20) is a sum of per-device and per-station parts (``p2_cost_terms``). The critic
+  predicts the value of each part and every action entry gets the advantage of the parts it
+  changes within the slot (``credit``). With delta = 0 this is exact and removes the noise of
+  the 19 other devices from each device's gradient; ``decomposed_credit=False`` gives the
+  textbook scalar advantage.
+- Rewards are the negative cost parts in units of ``Psi_max lambda_bar`` read from the
+  observation, so learning is stable across N and V and no rare huge cost rescales the rest.
+- Idle gating (``gate_idle``, off by default): a device whose power entry is 0 gets no bandwidth
+  weight and no edge-CPU weight, so a station's band and CPU go to the devices that send.
+  Without it the noisy policy spreads edge CPU over all devices and offloading looks dearer than
+  local computing. Measured on 10 held-out seeds after 6,000 training episodes with two
+  workers: gating lowers eta_EE (0.015-0.016 vs 0.019 J/Mbit) at a similar system cost, but
+  left some device's queue above the cap on 2-7 of the 10 seeds, while the ungated policy was
+  stable on all 10; P1 asks for stable queues first.
+- The discount delta of (23) defaults to 0, the Lyapunov-consistent choice of MODEL.md 7 (P2 is
+  a per-slot problem). Measured with one worker, seed 0, 1,000 episodes of N=20, M=3, scored on
+  two held-out seeds: delta = 0 reached a system cost of -36,559 (eta_EE 0.0209 J/Mbit), delta =
+  0.9 +1,832 (0.0237 J/Mbit); before idle gating the same comparison gave -12,800 vs +22,600.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from dtnopt.config import MBIT, Scenario
+from dtnopt.features import DEVICE_ACTIONS, action_from_unit, action_size, observation_features, observation_size
+from dtnopt.lyapunov import p2_cost_terms
+from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, held_out_seeds, run_seeds
+from dtnopt.network import Network
+from dtnopt.registry import register
+from dtnopt.solver import ABLATIONS, NO_ABLATION, Ablation, Solver
+from dtnopt.topology import station_sum
+
+
+@dataclass
+class A3CConfig:
+    """Hyper-parameters of ``a3c`` (paper's values where it gives them, Sec. V)."""
+
+    n_workers: int = 0  # worker processes; 0 means one per CPU core
+    envs_per_worker: int = 16  # environments each worker steps together (one batched replica)
+    # Default budget, environment episodes summed over workers: near the best point of the
+    # measured curves; longer runs degraded (one 12,000-episode run: -28,600 at 2,400, +1,800 at 12,000).
+    episodes: int = 3000
+    t_max: int = 5  # slots per rollout before an update (n of the n-step return)
+    discount: float = 0.0  # delta of (23); 0 is the Lyapunov-consistent per-slot choice (MODEL.md 7)
+    hidden_size: int = 128  # units per hidden layer (paper: 128)
+    hidden_layers: int = 3  # hidden ReLU layers of actor and critic (paper: 3)
+    learning_rate: float = 1e-3  # Adam step size of actor and critic (paper's best, Fig. 8)
+    entropy_coef: float = 1e-3  # weight of the policy entropy bonus
+    value_coef: float = 0.5  # weight of the critic loss (27) in the joint loss
+    bound_coef: float = 10.0  # weight of the penalty on a policy mean beyond the unit box
+    max_grad_norm: float = 1.0  # actor and critic gradients are each clipped to this norm per update
+    initial_std: float = 0.3  # initial standard deviation of the Gaussian policy (unit box)
+    normalize_advantage: bool = True  # standardise each update's advantages per action entry
+    decomposed_credit: bool = True  # advantage per action entry from the P2 cost parts it changes
+    gate_idle: bool = False  # no bandwidth or edge CPU for a device whose power entry is 0
+
+    def __post_init__(self) -> None:
+        ranges = {
+            "n_workers": (0, 1024, int), "envs_per_worker": (1, 4096, int), "episodes": (1, 10**9, int),
+            "t_max": (1, 100_000, int), "discount": (0.0, 1.0, float), "hidden_size": (1, 65_536, int),
+            "hidden_layers": (1, 64, int), "learning_rate": (1e-12, 10.0, float),
+            "entropy_coef": (0.0, 100.0, float), "value_coef": (0.0, 100.0, float), "bound_coef": (0.0, 1e6, float),
+            "max_grad_norm": (1e-9, 1e9, float), "initial_std": (1e-6, 10.0, float),
+        }
+        for name, (low, high, kind) in ranges.items():
+            value = getattr(self, name)
+            numeric = isinstance(value, int) if kind is int else isinstance(value, (int, float))
+            if isinstance(value, bool) or not numeric or not (low <= value <= high):
+                raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'} "
+                                 f"in [{low}, {high}], got {value!r}")
+        for name in ("normalize_advantage", "decomposed_credit", "gate_idle"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+
+    @property
+    def workers(self) -> int:
+        return self.n_workers or os.cpu_count() or 1
+
+
+def _mlp(inputs: int, outputs: int, config: A3CConfig) -> nn.Sequential:
+    layers, width = [], inputs
+    for _ in range(config.hidden_layers):
+        layers += [nn.Linear(width, config.hidden_size), nn.ReLU()]
+        width = config.hidden_size
+    layers.append(nn.Linear(width, outputs))
+    return nn.Sequential(*layers)
+
+
+MARGIN = 0.1
+"""How far beyond the unit box the policy mean may go before ``bound_loss`` pulls it back: a
+mean far outside would clip every sample to the bound and stop exploration, and a squashing
+function would saturate there instead (vanishing gradient)."""
+
+
+def bound_loss(mean: torch.Tensor) -> torch.Tensor:
+    """Squared distance of the mean beyond [-MARGIN, 1 + MARGIN], per sample."""
+    return (torch.relu(mean - 1.0 - MARGIN).pow(2) + torch.relu(-MARGIN - mean).pow(2)).sum(-1)
+
+
+class ActorCritic(nn.Module):
+    """Separate actor (Gaussian mean on the unit action box, state-independent log std) and
+    critic (value of each device's and each station's part of the P2 cost; their sum is the
+    state value), each ``hidden_layers`` x ``hidden_size`` ReLU (paper: 3 x 128)."""
+
+    def __init__(self, scenario: Scenario, config: A3CConfig):
+        super().__init__()
+        self.actor = _mlp(observation_size(scenario), action_size(scenario), config)
+        self.critic = _mlp(observation_size(scenario), scenario.devices + scenario.stations, config)
+        self.log_std = nn.Parameter(torch.full((action_size(scenario),), math.log(config.initial_std)))
+        # Start from the centre of the box with small, state-independent noise in the mean.
+        nn.init.uniform_(self.actor[-1].weight, -1e-3, 1e-3)
+        nn.init.constant_(self.actor[-1].bias, 0.5)
+
+    def mean_action(self, features: torch.Tensor) -> torch.Tensor:
+        """The Gaussian mean on the unit box (unsquashed: ``action_from_unit`` clips it, so the
+        bounds are reached exactly; a vanishing but positive edge-CPU share would make the edge
+        energy c D^e / f^e (11) explode). ``bound_loss`` keeps it near the box."""
+        return self.actor(features)
+
+    def policy(self, features: torch.Tensor) -> torch.distributions.Normal:
+        mean = self.mean_action(features)
+        scale = self.log_std.clamp(-6.0, 2.0).exp().expand_as(mean)
+        return torch.distributions.Normal(mean, scale, validate_args=False)  # NaN is caught on the loss
+
+    def policy_parameters(self) -> list:
+        return [*self.actor.parameters(), self.log_std]
+
+    def value(self, features: torch.Tensor) -> torch.Tensor:
+        """Value of each part of the P2 cost (device parts, then station parts)."""
+        return self.critic(features)
+
+
+class SharedAdam(torch.optim.Adam):
+    """Adam whose step counts and moment estimates live in shared memory, so every worker's
+    update uses and advances the same statistics (pytorch-a3c ``my_optim.py``)."""
+
+    def __init__(self, params, lr: float):
+        super().__init__(params, lr=lr, foreach=False)
+        for group in self.param_groups:
+            for param in group["params"]:
+                state = self.state[param]
+                state["step"] = torch.zeros(())
+                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def share_memory(self) -> "SharedAdam":
+        for group in self.param_groups:
+            for param in group["params"]:
+                for value in self.state[param].values():
+                    value.share_memory_()
+        return self
+
+
+def gated_action(observation, unit: np.ndarray, ablation: Ablation = NO_ABLATION, gate: bool = True):
+    """The feasible ``Action`` of a (B, action_size) policy output through the shared map
+    ``action_from_unit`` (and the ablation's fixed blocks). With ``gate``, a device whose power
+    entry is not positive gets no bandwidth weight, and one that cannot send (power or bandwidth
+    entry not positive) no edge-CPU weight: a share or CPU given to a device that sends nothing
+    only takes it from the devices that do (D^e = 0 there, eq. 10). Entries of blocks the
+    ablation fixes do not gate (the fixed allocation sends with p_max and equal shares)."""
+    if gate:
+        unit = np.array(unit, dtype=float)
+        batch, devices = observation.local_queue.shape
+        width = devices * len(DEVICE_ACTIONS)
+        per_device = unit[:, :width].reshape(batch, devices, len(DEVICE_ACTIONS))
+        share, power, edge = (DEVICE_ACTIONS.index(name) for name in ("bandwidth_share", "power", "edge_cpu"))
+        powered = per_device[:, :, power] > 0 if "power" not in ablation.fixed else True
+        per_device[:, :, share] = np.where(powered, per_device[:, :, share], 0.0)
+        banded = per_device[:, :, share] > 0 if "bandwidth_share" not in ablation.fixed else True
+        per_device[:, :, edge] = np.where(powered & banded, per_device[:, :, edge], 0.0)
+        unit[:, :width] = per_device.reshape(batch, width)
+    return ablation.apply(observation, action_from_unit(observation, unit))
+
+
+def free_dimensions(scenario: Scenario, ablation: Ablation) -> np.ndarray:
+    """(action_size,) bool: the unit-action entries the policy learns; entries of blocks the
+    ablation fixes are left out of the log-probability and the entropy."""
+    per_device = np.array([name not in ablation.fixed for name in DEVICE_ACTIONS])
+    departure = "edge_departure" not in ablation.fixed
+    return np.concatenate([np.tile(per_device, scenario.devices), np.full(scenario.stations, departure)])
+
+
+def reward_scale(observation) -> np.ndarray:
+    """(B, 1) cost unit of a slot: ``Psi_max lambda_bar`` in Mbit^2, the size of a device's queue
+    term in (20) when its queue sits near beta. Read from the observation, so it follows N, M and
+    the channel, and (unlike a running statistic) no rare huge cost can shrink every reward."""
+    unit = max(observation.scenario.arrival_mean, 1.0) / MBIT
+    return np.maximum(observation.psi_max / MBIT * unit, 1e-6)[:, None]
+
+
+def credit(observation, advantage: np.ndarray, scenario: Scenario) -> np.ndarray:
+    """(B, action_size) advantage of every unit-action entry from the (B, N + M+1) advantages of
+    the P2 cost parts (``dtnopt.lyapunov.p2_cost_terms``): within a slot a device's power and
+    local CPU change only its own part, its bandwidth and edge-CPU weights (normalised over the
+    station) the parts of its station's devices and the station, an edge departure only its
+    station's part."""
+    devices = scenario.devices
+    own, station = advantage[:, :devices], advantage[:, devices:]
+    association = observation.association
+    station_total = station_sum(own, association, scenario.stations) + station
+    shared = np.take_along_axis(station_total, association, axis=1)
+    per_device = np.stack([shared if name in STATION_SHARED else own for name in DEVICE_ACTIONS], axis=2)
+    return np.concatenate([per_device.reshape(len(own), -1), station], axis=1)
+
+
+STATION_SHARED = frozenset({"bandwidth_share", "edge_cpu"})
+"""Per-device action entries normalised over the device's station (``action_from_unit``)."""
+
+
+def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CConfig, seed: int,
+                  budget: int, model: ActorCritic, optimizer: SharedAdam, counter, failure) -> None:
+    """Algorithm 3 for one worker: sync, roll out t_max slots, push gradients, repeat until the
+    global episode count reaches ``budget`` or some worker failed."""
+    torch.set_num_threads(1)
+    torch.manual_seed(seed + rank)
+    local = copy.deepcopy(model)
+    free = torch.as_tensor(free_dimensions(scenario, ablation))
+    network = Network(scenario, config.envs_per_worker)
+    episode_seeds = np.random.default_rng(seed + rank)
+    observation = network.reset(int(episode_seeds.integers(HELD_OUT_SEED_BASE)))
+    while not failure.value and counter["episodes"].value < budget:
+        local.load_state_dict(model.state_dict())
+        features, samples, rewards, seen = [], [], [], []
+        for _ in range(config.t_max):
+            state = torch.from_numpy(observation_features(observation))
+            with torch.no_grad():
+                sample = local.policy(state).sample()
+            action = gated_action(observation, sample.numpy(), ablation, config.gate_idle)
+            result = network.step(action, check=False)
+            features.append(state)
+            samples.append(sample)
+            parts = np.concatenate(p2_cost_terms(scenario, observation, result.service), axis=1)
+            rewards.append(-parts / reward_scale(observation))
+            seen.append(observation)
+            observation = network.observation
+            if network.done:
+                break
+        rewards = np.stack(rewards)  # (steps, B, N + M+1): the scaled parts of the P2 cost (20)
+        states, actions = torch.stack(features), torch.stack(samples)
+        values = local.value(states)  # (steps, B, N + M+1)
+        # n-step returns per cost part, bootstrapped unless the episode ended (Algorithm 3).
+        running = np.zeros(rewards.shape[1:])
+        if config.discount > 0 and not network.done:
+            with torch.no_grad():
+                running = local.value(torch.from_numpy(observation_features(observation))).numpy()
+        returns = np.empty_like(rewards)
+        for t in reversed(range(len(rewards))):
+            running = rewards[t] + config.discount * running
+            returns[t] = running
+        advantage = returns - values.detach().numpy()  # (25), per cost part
+        if config.decomposed_credit:
+            advantage = np.stack([credit(seen[t], advantage[t], scenario) for t in range(len(seen))])
+        else:
+            advantage = np.repeat(advantage.sum(axis=2, keepdims=True), actions.shape[2], axis=2)
+        advantage = torch.as_tensor(advantage.reshape(-1, actions.shape[2]), dtype=torch.float32)
+        if config.normalize_advantage and len(advantage) > 1:
+            advantage = (advantage - advantage.mean(0)) / (advantage.std(0) + 1e-8)
+        distribution = local.policy(states.flatten(0, 1))
+        log_prob = distribution.log_prob(actions.flatten(0, 1)) * free
+        entropy = (distribution.entropy() * free).sum(-1)
+        policy_loss = -(log_prob * advantage).sum(-1).mean() - config.entropy_coef * entropy.mean()  # (26)
+        value_loss = 0.5 * (torch.as_tensor(returns, dtype=torch.float32) - values).pow(2).sum(-1).mean()  # (27)
+        loss = policy_loss + config.value_coef * value_loss + config.bound_coef * bound_loss(distribution.mean).mean()
+        if not torch.isfinite(loss):
+            failure.value = 1 + rank
+            return
+        local.zero_grad()
+        loss.backward()
+        # Actor and critic are separate networks: clip each, so a large critic error cannot
+        # shrink the policy step.
+        nn.utils.clip_grad_norm_(local.policy_parameters(), config.max_grad_norm)
+        nn.utils.clip_grad_norm_(local.critic.parameters(), config.max_grad_norm)
+        for shared, own in zip(model.parameters(), local.parameters()):
+            shared.grad = own.grad
+        optimizer.step()  # lock-free (Hogwild)
+        with counter["lock"]:
+            counter["slots"].value += rewards.shape[0] * rewards.shape[1]
+            if network.done:
+                counter["episodes"].value += network.batch
+        if network.done:
+            observation = network.reset(int(episode_seeds.integers(HELD_OUT_SEED_BASE)))
+
+
+@register("a3c")
+class A3CSolver(Solver):
+    """Asynchronous advantage actor-critic (Sec. IV-B, Algorithms 2-3), continuous Gaussian policy."""
+
+    learned = True
+
+    def __init__(self, scenario: Scenario, ablation: Ablation = NO_ABLATION, seed: int = 0, **hyperparameters):
+        super().__init__(scenario, ablation, seed)
+        names = {f.name for f in fields(A3CConfig)}
+        unknown = sorted(set(hyperparameters) - names)
+        if unknown:
+            raise ValueError(f"unknown a3c hyper-parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        self.config = A3CConfig(**hyperparameters)
+        torch.manual_seed(seed)
+        self.model = ActorCritic(scenario, self.config)
+        self.curve = None
+
+    # --- acting ---
+    def decide(self, observation):
+        threads = torch.get_num_threads()
+        # A forward pass this small only loses from intra-op threads (on a busy machine a
+        # multi-threaded one was measured 300x slower).
+        torch.set_num_threads(1)
+        try:
+            with torch.no_grad():
+                mean = self.model.mean_action(torch.from_numpy(observation_features(observation)))
+        finally:
+            torch.set_num_threads(threads)
+        return gated_action(observation, mean.numpy(), self.ablation, self.config.gate_idle)
+
+    # --- training ---
+    def fit(self, episodes=None, *, checkpoint=None, progress=True, eval_every=None, eval_seeds=3):
+        """Train for ``episodes`` environment episodes (default ``config.episodes``) with
+        ``config.workers`` asynchronous workers; evaluate the deterministic policy on
+        ``held_out_seeds(eval_seeds)`` every ``eval_every`` episodes (default: ten times per run)
+        and at the end. Returns the learning curve and keeps it as ``self.curve``."""
+        import pandas as pd
+
+        budget = self.config.episodes if episodes is None else episodes
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
+        eval_every = max(1, budget // 10) if eval_every is None else eval_every
+        if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+            raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
+        if isinstance(eval_seeds, bool) or not isinstance(eval_seeds, int) or eval_seeds < 1:
+            raise ValueError(f"eval_seeds must be an integer >= 1, got {eval_seeds!r}")
+
+        shared = copy.deepcopy(self.model).share_memory()
+        optimizer = SharedAdam(shared.parameters(), lr=self.config.learning_rate).share_memory()
+        context = mp.get_context("spawn")
+        counter = {"lock": context.Lock(), "slots": context.Value("q", 0, lock=False),
+                   "episodes": context.Value("q", 0, lock=False)}
+        failure = context.Value("i", 0)
+        arguments = [(rank, self.scenario, self.ablation, self.config, self.seed, budget, shared, optimizer,
+                      counter, failure) for rank in range(self.config.workers)]
+        if len(arguments) == 1:
+            # A single worker runs in a thread of this process: no process start-up, same code.
+            crashes = []
+
+            def run_thread(args=arguments[0]):
+                try:
+                    _train_worker(*args)
+                except BaseException as error:  # reported to the caller after the join
+                    crashes.append(error)
+
+            workers = [threading.Thread(target=run_thread, daemon=True)]
+        else:
+            workers = [context.Process(target=_train_worker, args=args, daemon=True) for args in arguments]
+        rows, started, threads = [], time.perf_counter(), torch.get_num_threads()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=budget, desc=self.label, unit="episode")
+
+        def evaluate(done: int) -> None:
+            slots, wall = counter["slots"].value, time.perf_counter() - started
+            snapshot = {name: value.clone() for name, value in shared.state_dict().items()}
+            if not all(torch.isfinite(value).all() for value in snapshot.values()):
+                failure.value = failure.value or -1
+                return
+            self.model.load_state_dict(snapshot)
+            kpis = run_seeds(self, self.scenario, held_out_seeds(eval_seeds)).drop(columns="seed")
+            rows.append({"episode": done, "slots": slots, "wall_s": wall,
+                         **{name: float(kpis[name].astype(float).mean()) for name in KPI_NAMES}})
+            self.curve = pd.DataFrame(rows)
+            if checkpoint is not None:
+                self.save(checkpoint)
+
+        try:
+            for worker in workers:
+                worker.start()
+            next_evaluation, shown = eval_every, 0
+            while any(worker.is_alive() for worker in workers) and not failure.value:
+                time.sleep(0.05)
+                done = counter["episodes"].value
+                if bar is not None and done > shown:
+                    bar.update(min(done, budget) - shown)
+                    shown = min(done, budget)
+                if done >= next_evaluation and done < budget:
+                    evaluate(done)
+                    next_evaluation = (done // eval_every + 1) * eval_every
+        except BaseException:  # e.g. KeyboardInterrupt: stop the workers too
+            failure.value = failure.value or -2
+            raise
+        finally:
+            for worker in workers:
+                if worker.ident is None:
+                    continue
+                worker.join(timeout=None if not failure.value else 10)
+                if worker.is_alive() and isinstance(worker, mp.process.BaseProcess):
+                    worker.terminate()
+            torch.set_num_threads(threads)
+            if bar is not None:
+                bar.close()
+        if len(arguments) == 1 and crashes:
+            raise RuntimeError("a3c worker failed") from crashes[0]
+        crashed = [w.exitcode for w in workers if getattr(w, "exitcode", 0) not in (0, None)]
+        if not failure.value and crashed:
+            raise RuntimeError(f"a3c worker process exited with code {crashed[0]}")
+        if failure.value:
+            where = f"worker {failure.value - 1}" if failure.value > 0 else "the global networks"
+            kept = (f"; the last good checkpoint is kept at {str(checkpoint)!r}"
+                    if checkpoint is not None and Path(checkpoint).is_file() else "")
+            raise FloatingPointError(
+                f"a3c training produced a non-finite loss or weights in {where} after "
+                f"{counter['episodes'].value} episodes{kept}; try a smaller learning_rate or max_grad_norm")
+        evaluate(counter["episodes"].value)
+        if failure.value:  # the final weights themselves are not finite
+            raise FloatingPointError("a3c training produced non-finite weights; the last good checkpoint is kept")
+        return self.curve
+
+    # --- persistence ---
+    def save(self, path) -> None:
+        torch.save({
+            "solver": "a3c",
+            "state_dict": self.model.state_dict(),
+            "scenario": self.scenario.to_dict(),
+            "hyperparameters": asdict(self.config),
+            "ablation": self.ablation.name,
+            "seed": self.seed,
+            "curve": None if self.curve is None else self.curve.to_dict(orient="list"),
+        }, path)
+
+    def load(self, path) -> "A3CSolver":
+        import pandas as pd
+
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(saved, dict) or saved.get("solver") != "a3c":
+            raise ValueError(f"{path!s} is not an a3c checkpoint")
+        trained = Scenario(**saved["scenario"])
+        for name, symbol in (("devices", "N"), ("sbs", "M")):
+            if getattr(trained, name) != getattr(self.scenario, name):
+                raise ValueError(f"checkpoint {path!s} was trained with {name} ({symbol}) = "
+                                 f"{getattr(trained, name)}, this solver's scenario has {getattr(self.scenario, name)}")
+        self.config = A3CConfig(**saved["hyperparameters"])
+        self.ablation = ABLATIONS.get(saved["ablation"], NO_ABLATION)
+        self.model = ActorCritic(self.scenario, self.config)
+        self.model.load_state_dict(saved["state_dict"])
+        self.curve = None if saved["curve"] is None else pd.DataFrame(saved["curve"])
+        return self

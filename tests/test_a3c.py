@@ -1,0 +1,173 @@
+"""The A3C solver (issue 4): configuration, credit assignment, ablation masks, deterministic
+training with one worker, checkpoints, the NaN guard and the CLI. Training budgets are a few
+hundred slots of a small scenario."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dtnopt import KPI_NAMES, Network, Scenario, is_feasible, make, run_episode
+from dtnopt.features import DEVICE_ACTIONS, action_size
+from dtnopt.lyapunov import p2_cost_terms
+from solvers.a3c import A3CConfig, credit, free_dimensions, gated_action
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = Scenario(devices=4, sbs=1, slots=20)
+TINY_TRAINING = dict(n_workers=1, envs_per_worker=2, t_max=5, hidden_size=16)
+
+
+def weights(solver):
+    return {name: value.clone() for name, value in solver.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("field, value", [("t_max", 0), ("discount", 1.5), ("learning_rate", -1.0),
+                                          ("envs_per_worker", 2.5), ("decomposed_credit", 1)])
+def test_bad_hyperparameter_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        A3CConfig(**{field: value})
+
+
+def test_unknown_hyperparameter_is_rejected():
+    with pytest.raises(ValueError, match="unknown a3c hyper-parameter.*gamma"):
+        make("a3c", SMALL, gamma=0.9)
+
+
+def test_default_networks_are_the_papers():
+    model = make("a3c", SMALL).model
+    for network in (model.actor, model.critic):
+        hidden = [layer for layer in network if isinstance(layer, torch.nn.Linear)][:-1]
+        assert [layer.out_features for layer in hidden] == [128, 128, 128]
+    assert make("a3c", SMALL).config.learning_rate == 1e-3
+
+
+def test_cost_parts_sum_to_the_p2_cost():
+    network = Network(SMALL, batch=3)
+    observation = network.reset(5)
+    solver = make("random", SMALL)
+    for _ in range(8):
+        result = network.step(solver.decide(observation))
+        device, station = p2_cost_terms(SMALL, result.observation, result.service)
+        np.testing.assert_allclose(device.sum(1) + station.sum(1), result.cost, rtol=1e-9, atol=1e-9)
+        observation = network.observation
+
+
+def test_credit_follows_the_cost_parts_each_entry_changes():
+    scenario = Scenario(devices=3, sbs=1)
+    observation = Network(scenario).reset(0)
+    observation.association = np.array([[0, 1, 1]])
+    advantage = np.array([[1.0, 10.0, 100.0, 1000.0, 10000.0]])  # devices 0-2, stations 0-1
+    per_entry = credit(observation, advantage, scenario)
+    per_device = per_entry[0, :12].reshape(3, len(DEVICE_ACTIONS))
+    column = {name: per_device[:, k] for k, name in enumerate(DEVICE_ACTIONS)}
+    np.testing.assert_allclose(column["power"], [1.0, 10.0, 100.0])
+    np.testing.assert_allclose(column["local_cpu"], [1.0, 10.0, 100.0])
+    station_total = [1.0 + 1000.0, 10.0 + 100.0 + 10000.0, 10.0 + 100.0 + 10000.0]
+    np.testing.assert_allclose(column["bandwidth_share"], station_total)
+    np.testing.assert_allclose(column["edge_cpu"], station_total)
+    np.testing.assert_allclose(per_entry[0, 12:], [1000.0, 10000.0])
+
+
+def test_gate_gives_a_silent_device_no_band_and_no_edge_cpu():
+    scenario = Scenario(devices=3, sbs=0)  # all three at the MBS
+    observation = Network(scenario).reset(0)
+    unit = np.full((1, action_size(scenario)), 0.5)
+    unit[0, DEVICE_ACTIONS.index("power")] = 0.0  # device 0 does not transmit
+    gated = gated_action(observation, unit)
+    assert gated.bandwidth_share[0, 0] == 0 and gated.edge_cpu[0, 0] == 0
+    np.testing.assert_allclose(gated.bandwidth_share[0, 1:], 0.5)
+    np.testing.assert_allclose(gated.edge_cpu[0, 1:], scenario.mbs_cpu / 2)
+    assert is_feasible(scenario, gated, observation.association)
+    ungated = gated_action(observation, unit, gate=False)
+    np.testing.assert_allclose(ungated.bandwidth_share, 1 / 3)
+    radio_fixed = gated_action(observation, unit, make("a3c-no-radio", scenario).ablation)
+    np.testing.assert_allclose(radio_fixed.edge_cpu, scenario.mbs_cpu / 3)  # p_max is fixed: device 0 sends
+
+
+@pytest.mark.parametrize("ablation, fixed", [("no-cpu", {"local_cpu", "edge_cpu"}),
+                                             ("no-radio", {"bandwidth_share", "power"})])
+def test_ablation_masks_exactly_the_fixed_blocks(ablation, fixed):
+    solver = make(f"a3c-{ablation}", SMALL)
+    free = free_dimensions(SMALL, solver.ablation)
+    assert free.shape == (action_size(SMALL),)
+    per_device = free[: len(DEVICE_ACTIONS) * SMALL.devices].reshape(SMALL.devices, len(DEVICE_ACTIONS))
+    for k, name in enumerate(DEVICE_ACTIONS):
+        assert per_device[:, k].all() == (name not in fixed)
+    assert free[len(DEVICE_ACTIONS) * SMALL.devices:].all() == (ablation != "no-cpu")
+
+
+def test_ablated_training_leaves_the_fixed_entries_untouched():
+    solver = make("a3c-no-radio", SMALL, **TINY_TRAINING)
+    before = solver.model.log_std.detach().clone()
+    solver.fit(episodes=4, progress=False, eval_seeds=1)
+    changed = solver.model.log_std.detach() != before
+    free = torch.as_tensor(free_dimensions(SMALL, solver.ablation))
+    assert not changed[~free].any()  # no log-probability or entropy gradient reaches them
+    assert changed[free].all()
+
+
+def test_one_worker_training_is_deterministic_and_records_the_curve():
+    first = make("a3c", SMALL, seed=3, **TINY_TRAINING)
+    curve = first.fit(episodes=6, progress=False, eval_every=2, eval_seeds=1)
+    second = make("a3c", SMALL, seed=3, **TINY_TRAINING)
+    second.fit(episodes=6, progress=False, eval_every=2, eval_seeds=1)
+    for name, value in weights(first).items():
+        torch.testing.assert_close(value, weights(second)[name], rtol=0, atol=0)
+    assert list(curve.columns) == ["episode", "slots", "wall_s", *KPI_NAMES]
+    assert curve["episode"].iloc[-1] >= 6 and curve["slots"].iloc[-1] >= 6 * SMALL.slots
+    assert curve is first.curve and len(curve) >= 2
+    other = make("a3c", SMALL, seed=4, **TINY_TRAINING)
+    other.fit(episodes=6, progress=False, eval_seeds=1)
+    assert any(not torch.equal(value, weights(other)[name]) for name, value in weights(first).items())
+
+
+def test_checkpoint_round_trip_and_scenario_check(tmp_path):
+    path = tmp_path / "a3c.pt"
+    solver = make("a3c-no-cpu", SMALL, **TINY_TRAINING)
+    solver.fit(episodes=2, progress=False, checkpoint=path, eval_seeds=1)
+    solver.save(path)
+    restored = make("a3c", SMALL).load(path)
+    assert restored.ablation.name == "no-cpu" and restored.config == solver.config
+    assert restored.curve.equals(solver.curve)
+    observation = Network(SMALL, batch=2).reset(11)
+    first, second = solver.decide(observation), restored.decide(observation)
+    for name in ("bandwidth_share", "power", "local_cpu", "edge_cpu", "edge_departure"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
+    assert is_feasible(SMALL, first, observation.association)
+    assert run_episode(restored, SMALL, seed=1).kpi["stable"] in (True, False)
+    with pytest.raises(ValueError, match="devices"):
+        make("a3c", SMALL.replace(devices=5)).load(path)
+    with pytest.raises(ValueError, match="sbs"):
+        make("a3c", SMALL.replace(sbs=2)).load(path)
+
+
+def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    path = tmp_path / "a3c.pt"
+    solver = make("a3c", SMALL, **TINY_TRAINING)
+    solver.fit(episodes=2, progress=False, checkpoint=path, eval_seeds=1)
+    good = weights(solver)
+    with torch.no_grad():
+        solver.model.actor[0].weight[0, 0] = math.nan
+    with pytest.raises(FloatingPointError, match="non-finite.*last good checkpoint"):
+        solver.fit(episodes=2, progress=False, checkpoint=path, eval_seeds=1)
+    kept = make("a3c", SMALL).load(path)
+    for name, value in good.items():
+        torch.testing.assert_close(kept.model.state_dict()[name], value, rtol=0, atol=0)
+
+
+@pytest.mark.expensive  # three Python processes start (CLI, two spawned workers): slow on a loaded machine
+def test_cli_trains_and_runs_a_checkpoint(tmp_path):
+    path = tmp_path / "cli.pt"
+    scenario = ["--devices", "3", "--sbs", "1", "--slots", "10", "--seed", "2"]
+    train = subprocess.run([sys.executable, "-m", "dtnopt", "train", "--solver", "a3c", "--episodes", "2",
+                            *scenario, "--out", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert train.returncode == 0, train.stderr
+    assert path.is_file() and "saved" in train.stdout
+    run = subprocess.run([sys.executable, "-m", "dtnopt", "run", "--solver", "a3c", "--model", str(path),
+                          *scenario, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert '"system_cost"' in run.stdout.splitlines()[-1]
