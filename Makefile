@@ -11,8 +11,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-demo: $(VENV)/.installed  ## a quick study (falls back to one episode until studies exist)
-	$(PY) -m dtnopt run --solver greedy --devices 20 --sbs 3 --slots 200 --seed 0
+demo: $(VENV)/.installed  ## a quick study: Fig. 4 at small budgets, results in results/ablation/
+	$(PY) -m studies.ablation --quick
 
 test: $(VENV)/.installed  ## the whole test suite
 	$(PY) -m pytest -q

@@ -1,0 +1,256 @@
+"""What every study shares: the command line, the budgets, and the run -> table -> figure ->
+summary pipeline. A study (one module per figure of the paper) subclasses ``Study`` and
+overrides only what differs: its extra arguments, its plan of runs, its figure and its claims.
+
+Common options: ``--quick`` (small budgets), ``--seeds K``, ``--out DIR`` (default
+``results/NAME``), ``--jobs J`` (runs in parallel processes), ``--solvers a,b,c`` (any
+registered names), ``--episodes E`` (training budget of learned solvers), ``--slots T``,
+``--cache DIR`` (the run cache, default ``OUT/runs``) and ``--plot-only`` (redraw the figure
+and the summary from ``NAME.csv``). Bad arguments exit with code 2 and a one-line message.
+
+Outputs in ``--out``: ``NAME.csv`` (long-form table, see ``runner.long_table``), ``NAME.json``
+(resolved configuration and the exact command), ``NAME.png`` / ``NAME.pdf`` (the figure, drawn
+from the table) and ``NAME.md`` (the paper's claims checked on the measured numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dtnopt.config import Scenario
+from dtnopt.registry import resolve as resolve_solver
+
+from .runner import Run, execute_all, long_table, write_atomically, write_json
+
+
+class UsageError(Exception):
+    """A bad argument: reported on one line, exit code 2."""
+
+
+class StudyParser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        raise UsageError(message)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much work a study does in one mode (``--quick`` or the paper-scale default)."""
+
+    seeds: int  # independent replicates (training seeds, evaluation episodes)
+    episodes: int | None  # training episodes per learned run (None: the solver's default)
+    eval_every: int | None  # learning-curve point every this many episodes (None: at the end only)
+    eval_seeds: int  # held-out episodes per learning-curve point
+    slots: int = 200  # T, slots per episode (the paper's default)
+
+
+QUICK = Budget(seeds=2, episodes=32, eval_every=16, eval_seeds=1)
+"""``--quick``: a smoke run of every study in a few minutes on 2 cores (learned solvers barely
+trained: the figures show the pipeline, not the paper's claims)."""
+
+PAPER = Budget(seeds=3, episodes=1500, eval_every=150, eval_seeds=3)
+"""The default (paper-scale) budget of the learning-curve studies (Figs. 4, 8): 9 and 12
+trainings. Studies with the same budget share trained models through a shared cache
+(``studies.paper``): e.g. a3c at N = 20, M = 3 and the default learning rate."""
+
+SWEEP = Budget(seeds=3, episodes=1000, eval_every=1000, eval_seeds=1)
+"""The default budget of the sweeps (Figs. 5-7): 24 to 36 trainings each, so two thirds of the
+learning-curve budget per training keeps each study within about 2 hours on 2 cores."""
+
+
+def integer_list(text: str) -> list:
+    try:
+        values = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one value")
+    return values
+
+
+def float_list(text: str) -> list:
+    try:
+        values = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one value")
+    return values
+
+
+def name_list(text: str) -> list:
+    values = list(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one solver name")
+    return values
+
+
+def canonical_hyper(solver: str, scenario: Scenario, hyper: dict) -> tuple:
+    """``hyper`` without the values equal to the solver's defaults (as sorted pairs), so that a
+    run at a default value (e.g. a3c's learning rate 1e-3) shares its cached model with the
+    runs that do not set it. A bad name or value is a usage error."""
+    from dataclasses import fields, is_dataclass
+
+    from dtnopt.registry import make
+
+    if not hyper:
+        return ()
+    try:
+        make(solver, scenario, **hyper)
+        config = getattr(make(solver, scenario), "config", None)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"hyper-parameters {hyper} of solver {solver!r}: {error}") from None
+    defaults = {f.name: getattr(config, f.name) for f in fields(config)} if is_dataclass(config) else {}
+    return tuple(sorted((name, value) for name, value in hyper.items()
+                        if name not in defaults or defaults[name] != value))
+
+
+class Study:
+    """One figure of the paper. Subclasses set the class attributes and override ``plan``,
+    ``draw`` and ``claims`` (and ``add_arguments`` / ``default_solvers`` if needed)."""
+
+    name = "study"
+    title = "study"
+    solvers: tuple = ()  # default solver names
+    label_columns: tuple = ()  # extra swept columns of the long-form table besides devices, sbs
+    quick = QUICK
+    full = PAPER
+
+    # --- what a study overrides ---
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Study-specific options."""
+
+    def default_solvers(self, args) -> list:
+        return list(self.solvers)
+
+    def plan(self, args) -> list:
+        """The runs of the study."""
+        raise NotImplementedError
+
+    def draw(self, table, stem: Path) -> None:
+        raise NotImplementedError
+
+    def claims(self, table) -> tuple:
+        """(list of ``claims.Claim``, markdown of the measured means, list of notes)."""
+        raise NotImplementedError
+
+    # --- shared ---
+    def run(self, args, solver: str, seed: int, devices: int = 20, sbs: int = 3, hyper: dict | None = None,
+            labels: dict | None = None) -> Run:
+        """A run of ``solver`` in this study's budget; training settings only for learned solvers."""
+        try:
+            scenario = Scenario(devices=devices, sbs=sbs, slots=args.slots)
+        except ValueError as error:  # names the field and its range
+            raise UsageError(f"scenario: {error}") from None
+        training = {}
+        if resolve_solver(solver)[0].learned:
+            training = {"episodes": args.episodes, "eval_every": args.eval_every, "eval_seeds": args.eval_seeds}
+        return Run(solver, scenario, seed, hyper=canonical_hyper(solver, scenario, hyper or {}),
+                   labels=tuple((labels or {}).items()), **training)
+
+    def parser(self) -> argparse.ArgumentParser:
+        parser = StudyParser(prog=f"python -m studies.{self.name}", description=self.title)
+        parser.add_argument("--quick", action="store_true", help="small budgets: a few minutes on 2 cores")
+        parser.add_argument("--seeds", type=int, default=None, help="independent seeds (default: the budget's)")
+        parser.add_argument("--out", default=None, help=f"output directory (default results/{self.name})")
+        parser.add_argument("--jobs", type=int, default=1, help="runs executed in parallel processes (default 1)")
+        parser.add_argument("--solvers", type=name_list, default=None,
+                            help=f"comma-separated registered solver names (default {','.join(self.solvers)})")
+        parser.add_argument("--episodes", type=int, default=None,
+                            help="training episodes per learned run (default: the budget's)")
+        parser.add_argument("--slots", type=int, default=None, help="T, slots per episode (default 200)")
+        parser.add_argument("--cache", default=None, help="run cache directory (default OUT/runs)")
+        parser.add_argument("--plot-only", action="store_true", help=f"redraw from OUT/{self.name}.csv only")
+        self.add_arguments(parser)
+        return parser
+
+    def resolve(self, args) -> None:
+        """Fill defaults from the budget and validate (``UsageError`` on a bad value)."""
+        budget = self.quick if args.quick else self.full
+        for name in ("seeds", "episodes", "slots"):
+            if getattr(args, name) is None:
+                setattr(args, name, getattr(budget, name))
+        args.eval_every, args.eval_seeds = budget.eval_every, budget.eval_seeds
+        if args.eval_every is not None and args.episodes is not None:
+            args.eval_every = min(args.eval_every, args.episodes)
+        for flag, value, low in (("--seeds", args.seeds, 1), ("--jobs", args.jobs, 1), ("--slots", args.slots, 1)):
+            if value < low:
+                raise UsageError(f"argument {flag}: must be an integer >= {low}, got {value}")
+        if args.episodes is not None and args.episodes < 1:
+            raise UsageError(f"argument --episodes: must be an integer >= 1, got {args.episodes}")
+        if args.slots > 100_000:
+            raise UsageError(f"argument --slots: must be an integer in [1, 100000], got {args.slots}")
+        if args.solvers is None:
+            args.solvers = self.default_solvers(args)
+        for solver in args.solvers:
+            try:
+                resolve_solver(solver)
+            except ValueError as error:
+                raise UsageError(f"argument --solvers: {error}") from None
+        args.out = Path(args.out or Path("results") / self.name)
+        args.cache = Path(args.cache) if args.cache else args.out / "runs"
+
+    def outputs(self, out: Path) -> dict:
+        return {kind: out / f"{self.name}.{kind}" for kind in ("csv", "json", "png", "pdf", "md")}
+
+    def report(self, table, out: Path) -> str:
+        """Figure and summary from the table; returns the summary's verdict line."""
+        from .claims import evaluations, reading_notes, summary, verdict_counts
+
+        paths = self.outputs(out)
+        self.draw(table, paths["csv"].with_suffix(""))
+        claims, means, notes = self.claims(table)
+        notes = [*notes, *reading_notes(evaluations(table), claims)]
+        write_atomically(paths["md"], lambda p: p.write_text(summary(self.title, table, claims, means, notes)))
+        return verdict_counts(claims)
+
+    def main(self, argv=None) -> int:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        try:
+            args = self.parser().parse_args(argv)
+            self.resolve(args)
+            return self._execute(args, argv)
+        except UsageError as error:
+            print(f"python -m studies.{self.name}: error: {error}", file=sys.stderr)
+            return 2
+
+    def _execute(self, args, argv) -> int:
+        import pandas as pd
+
+        paths = self.outputs(args.out)
+        if args.plot_only:
+            if not paths["csv"].is_file():
+                raise UsageError(f"argument --plot-only: no table at {paths['csv']}; run the study first")
+            table = pd.read_csv(paths["csv"])
+            table["episode"] = table["episode"].astype("Int64")
+            verdicts = self.report(table, args.out)
+            print(f"{self.name}: redrew {paths['png']} and {paths['md']} from {paths['csv']} ({verdicts})")
+            return 0
+        args.out.mkdir(parents=True, exist_ok=True)
+        runs = self.plan(args)
+        config = {
+            "study": self.name,
+            "title": self.title,
+            "command": " ".join(["python", "-m", f"studies.{self.name}", *map(shlex.quote, argv)]),
+            "config": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
+            "budget": asdict(self.quick if args.quick else self.full),
+            "scenario": Scenario(slots=args.slots).to_dict(),
+            "runs": [run.describe() for run in dict.fromkeys(runs)],
+        }
+        write_json(paths["json"], config)
+        started = time.perf_counter()
+        progress = execute_all(runs, args.cache, jobs=args.jobs, label=self.name)
+        table = long_table(self.name, runs, args.cache, self.label_columns)
+        write_atomically(paths["csv"], lambda p: table.to_csv(p, index=False))
+        verdicts = self.report(table, args.out)
+        config.update(executed=progress.executed, cached=progress.cached, wall_s=time.perf_counter() - started)
+        write_json(paths["json"], config)
+        print(f"{self.name}: {progress.executed} runs executed, {progress.cached} from the cache, "
+              f"{config['wall_s']:.1f} s; {verdicts}")
+        for kind in ("csv", "png", "md"):
+            print(f"  {paths[kind]}")
+        return 0

@@ -1,0 +1,116 @@
+"""Figures of the studies, drawn from the saved long-form table alone (seaborn, 95% intervals
+over seeds). Every figure has three panels: the paper's system cost (the sum over slots of the
+P2 cost (20)) beside the physical KPIs that P1 is really about (MODEL.md 5): the energy
+efficiency eta_EE (13) and the mean local backlog (7a)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .claims import mean_interval  # noqa: E402
+
+PANELS = (
+    ("system_cost", "system cost (sum of P2 cost (20))"),
+    ("energy_efficiency_j_per_mbit", "energy efficiency eta_EE (13), J/Mbit"),
+    ("mean_local_backlog_mbit", "mean local backlog, Mbit"),
+)
+ERRORBAR = ("ci", 95)
+
+
+def _save(figure, stem: Path) -> None:
+    figure.savefig(stem.with_suffix(".png"), dpi=110)
+    figure.savefig(stem.with_suffix(".pdf"))
+    plt.close(figure)
+
+
+def _palette(names) -> dict:
+    names = list(dict.fromkeys(names))
+    return dict(zip(names, sns.color_palette("tab10", max(len(names), 1))))
+
+
+def draw_sweep(table, x: str, stem: Path, title: str, style: str | None = None) -> None:
+    """Metric vs the swept variable ``x``, one line per solver (and per ``style`` value)."""
+    data = table[table["phase"] == "eval"].copy()
+    if style is not None and data[style].nunique() <= 1:
+        style = None
+    if style is not None:
+        symbol = {"devices": "N", "sbs": "M"}.get(style, style)
+        data[style] = data[style].map(lambda value: f"{symbol}={value}")
+    figure, axes = plt.subplots(1, len(PANELS), figsize=(5.2 * len(PANELS), 4.8))
+    palette = _palette(data["solver"])
+    for axis, (metric, label) in zip(axes, PANELS):
+        sns.lineplot(data=data[data["metric"] == metric], x=x, y="value", hue="solver", style=style,
+                     palette=palette, errorbar=ERRORBAR, seed=0, marker="o", ax=axis)
+        axis.set_ylabel(label)
+        axis.set_xlabel({"devices": "number of devices N", "sbs": "number of SBSs M"}.get(x, x))
+        axis.set_xticks(sorted(data[x].dropna().unique()))
+        if axis.get_legend() is not None:
+            axis.get_legend().remove()
+    _legend_below(figure, axes[0])
+    figure.suptitle(title)
+    _save(figure, stem)
+
+
+def draw_curves(table, stem: Path, title: str, hue: str = "solver") -> None:
+    """Learning curves (metric vs training episode, ``train`` rows) with the evaluation level of
+    every solver without a curve (non-learned references) as a horizontal line and band."""
+    curves = table[table["phase"] == "train"].copy()
+    curves[hue] = curves[hue].map(_label)
+    curves["episode"] = curves.groupby(hue)["episode"].transform(_snap)
+    learned = set(table.loc[table["phase"] == "train", "solver"])
+    references = table[(table["phase"] == "eval") & ~table["solver"].isin(learned)]
+    palette = _palette(list(curves[hue]) + list(references["solver"]))
+    figure, axes = plt.subplots(1, len(PANELS), figsize=(5.2 * len(PANELS), 4.8))
+    for axis, (metric, label) in zip(axes, PANELS):
+        points = curves[curves["metric"] == metric]
+        if len(points):
+            sns.lineplot(data=points, x="episode", y="value", hue=hue, palette=palette, errorbar=ERRORBAR,
+                         seed=0, marker="o", ax=axis)
+        for solver, group in references[references["metric"] == metric].groupby("solver", sort=False):
+            values = group["value"].dropna().to_numpy()
+            if not len(values):
+                continue
+            mean, half = mean_interval(values)
+            axis.axhline(mean, color=palette[solver], linestyle="--", label=f"{solver} (reference)")
+            axis.axhspan(mean - half, mean + half, color=palette[solver], alpha=0.12)
+        axis.set_ylabel(label)
+        axis.set_xlabel("training episode")
+        if axis.get_legend() is not None:
+            axis.get_legend().remove()
+    _legend_below(figure, axes[0])
+    figure.suptitle(title)
+    _save(figure, stem)
+
+
+def _legend_below(figure, axis) -> None:
+    handles, labels = axis.get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="lower center", ncol=min(len(handles), 6), fontsize="small",
+                      frameon=False)
+        figure.tight_layout(rect=(0, 0.1, 1, 0.95))
+
+
+def _snap(episodes):
+    """An asynchronous trainer evaluates when its episode counter passes a multiple of the
+    evaluation period, so seeds report slightly different counts: put counts closer than half
+    the first evaluation's into one cluster, at its mean, so seeds are averaged point by point."""
+    values = np.sort(episodes.dropna().unique().astype(float))
+    cluster = np.cumsum(np.r_[0, np.diff(values) > 0.5 * values[0]])
+    centres = pd.Series(values).groupby(cluster).transform("mean").to_numpy()
+    return episodes.astype(float).map(dict(zip(values, centres)))
+
+
+def _label(value):
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+

@@ -1,0 +1,300 @@
+"""Units of work of the studies, their resumable on-disk cache, and the executor.
+
+A ``Run`` is one unit of work: a solver on a scenario for one independent seed (optionally with
+hyper-parameters). Executing it trains the solver if it is learned (once per solver, scenario,
+seed, hyper-parameters and budget: the checkpoint and learning curve are cached) and evaluates
+it on one held-out episode. Every finished run is written to the cache as it finishes, through a
+temporary file and an atomic rename, so an interrupted study resumes where it stopped and a
+rerun with the same arguments redoes nothing.
+
+Seeds: replicate ``k`` trains a learned solver with ``seed=k`` (training episodes use seeds below
+``HELD_OUT_SEED_BASE``) and evaluates every solver on the held-out episode
+``HELD_OUT_SEED_BASE + k``, so all solvers of replicate ``k`` face the same episode (paired).
+
+Cache layout (``root``): ``models/STEM.pt`` (checkpoint), ``models/STEM.curve.csv`` (learning
+curve), ``models/STEM.json`` (training record, written last), ``results/STEM.json`` (the KPIs of
+the evaluation episode). ``STEM`` names the solver, N, M and seed and ends in a digest of
+everything that defines the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dtnopt.config import Scenario
+from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, run_episode
+from dtnopt.registry import make, resolve
+
+CURVE_COLUMNS = ("episode", "slots", "wall_s")
+"""Bookkeeping columns of a learning curve besides the KPIs (learned-solver contract)."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One unit of work: ``solver`` on ``scenario`` for replicate ``seed``."""
+
+    solver: str  # registered name, ablation suffix included
+    scenario: Scenario
+    seed: int  # replicate: training seed of a learned solver, evaluation episode offset
+    hyper: tuple = ()  # (name, value) pairs given to the solver's constructor
+    episodes: int | None = None  # training budget of a learned solver (None: its default)
+    eval_every: int | None = None  # learning-curve evaluation period, episodes
+    eval_seeds: int = 3  # held-out episodes per learning-curve point
+    labels: tuple = ()  # extra (column, value) pairs of the long-form table, e.g. the swept rate
+
+    @property
+    def learned(self) -> bool:
+        return bool(resolve(self.solver)[0].learned)
+
+    @property
+    def evaluation_seed(self) -> int:
+        return HELD_OUT_SEED_BASE + self.seed
+
+    def training_key(self) -> dict:
+        """Everything that defines a trained model (and its learning curve)."""
+        key = {"solver": self.solver, "scenario": self.scenario.to_dict(), "seed": self.seed,
+               "hyper": [list(pair) for pair in self.hyper]}
+        if self.learned:
+            key.update(episodes=self.episodes, eval_every=self.eval_every, eval_seeds=self.eval_seeds)
+        return key
+
+    def result_key(self) -> dict:
+        return {**self.training_key(), "evaluation_seed": self.evaluation_seed}
+
+    def stem(self, key: dict) -> str:
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.solver}_N{self.scenario.devices}_M{self.scenario.sbs}_s{self.seed}_{digest}"
+
+    def describe(self) -> dict:
+        return {"solver": self.solver, "devices": self.scenario.devices, "sbs": self.scenario.sbs,
+                "seed": self.seed, **dict(self.hyper)}
+
+
+@dataclass
+class RunCache:
+    """Paths of the cached artefacts of runs under ``root``."""
+
+    root: Path
+
+    def __post_init__(self):
+        self.root = Path(self.root)
+
+    def model(self, run: Run) -> Path:
+        return self.root / "models" / f"{run.stem(run.training_key())}.pt"
+
+    def curve(self, run: Run) -> Path:
+        return self.model(run).with_suffix(".curve.csv")
+
+    def training(self, run: Run) -> Path:
+        return self.model(run).with_suffix(".json")
+
+    def result(self, run: Run) -> Path:
+        return self.root / "results" / f"{run.stem(run.result_key())}.json"
+
+    def finished(self, run: Run) -> bool:
+        return self.result(run).is_file()
+
+    def read_result(self, run: Run) -> dict:
+        return json.loads(self.result(run).read_text())
+
+    def read_curve(self, run: Run):
+        import pandas as pd
+
+        path = self.curve(run)
+        return pd.read_csv(path) if path.is_file() and path.stat().st_size > 0 else None
+
+
+def write_atomically(path: Path, write) -> None:
+    """``write(temporary_path)``, then rename onto ``path`` (readers never see a partial file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_json(path: Path, payload) -> None:
+    write_atomically(path, lambda p: p.write_text(json.dumps(payload, indent=1, default=_plain)))
+
+
+def _plain(value):
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _finite(value):
+    if value is None or isinstance(value, bool):
+        return value
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def train(run: Run, cache: RunCache, progress: bool):
+    """The trained solver of ``run``: from the cache, or trained now and cached."""
+    solver = make(run.solver, run.scenario, seed=run.seed, **dict(run.hyper))
+    record = cache.training(run)
+    if record.is_file():
+        info = json.loads(record.read_text())
+        return (None if info.get("error") else solver.load(cache.model(run))), info
+    model = cache.model(run)
+    model.parent.mkdir(parents=True, exist_ok=True)
+    partial = model.with_name(f".{model.name}.{os.getpid()}.partial")
+    started = time.perf_counter()
+    try:
+        curve = solver.fit(run.episodes, checkpoint=str(partial), progress=progress,
+                           eval_every=run.eval_every, eval_seeds=run.eval_seeds)
+        training_s = time.perf_counter() - started
+        solver.save(str(partial))
+        os.replace(partial, model)
+    except ArithmeticError as error:  # training diverged (non-finite loss): an outcome, not a crash
+        info = {"run": run.describe(), "key": run.training_key(), "training_s": time.perf_counter() - started,
+                "episodes": run.episodes, "error": f"{type(error).__name__}: {error}"}
+        write_json(record, info)
+        return None, info
+    finally:
+        if partial.exists():
+            partial.unlink()
+    if curve is not None and len(curve):
+        write_atomically(cache.curve(run), lambda p: curve.to_csv(p, index=False))
+    episodes = run.episodes
+    if episodes is None and curve is not None and len(curve):
+        episodes = int(curve["episode"].max())
+    info = {"run": run.describe(), "key": run.training_key(), "training_s": training_s, "episodes": episodes}
+    write_json(record, info)
+    return solver, info
+
+
+def execute(run: Run, root: str, progress: bool = False) -> dict:
+    """Do ``run`` unless its result is cached; return its result record."""
+    cache = RunCache(Path(root))
+    if cache.finished(run):
+        return cache.read_result(run)
+    if run.learned:
+        solver, training = train(run, cache, progress)
+    else:
+        solver, training = make(run.solver, run.scenario, seed=run.seed, **dict(run.hyper)), {}
+    kpi = {} if solver is None else run_episode(solver, run.scenario, seed=run.evaluation_seed).kpi
+    result = {
+        "run": run.describe(),
+        "key": run.result_key(),
+        "kpi": {name: _finite(kpi.get(name)) for name in KPI_NAMES},
+        "training_s": training.get("training_s"),
+        "episodes": training.get("episodes"),
+    }
+    if run.learned:
+        result["error"] = training.get("error")
+    write_json(cache.result(run), result)
+    return result
+
+
+def _single_threaded_torch() -> None:
+    """One torch thread in every process that runs studies. The policies are small MLPs: on a
+    loaded 2-core machine intra-op threads spin against other processes and were measured to
+    make a 20-device a3c decision 60 ms instead of 0.3 ms (an episode 12 s instead of 0.3 s);
+    parallelism comes from ``--jobs`` and from the trainers' own worker processes."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@dataclass
+class Progress:
+    """What an execution did: runs done now and runs found in the cache."""
+
+    executed: int = 0
+    cached: int = 0
+    results: dict = field(default_factory=dict)
+
+
+def execute_all(runs: list, root: Path, jobs: int = 1, label: str = "runs") -> Progress:
+    """Execute every run (cached ones are skipped), ``jobs`` processes at once, with a
+    progress bar over runs. Learned runs go first: they are the long ones."""
+    from tqdm import tqdm
+
+    _single_threaded_torch()
+    cache = RunCache(root)
+    unique = list(dict.fromkeys(runs))
+    report = Progress()
+    pending = []
+    for run in unique:
+        if cache.finished(run):
+            report.results[run] = cache.read_result(run)
+            report.cached += 1
+        else:
+            pending.append(run)
+    pending.sort(key=lambda run: not run.learned)
+    bar = tqdm(total=len(unique), initial=report.cached, desc=label, unit="run", dynamic_ncols=True)
+    try:
+        if jobs == 1 or len(pending) <= 1:
+            for run in pending:
+                bar.set_postfix_str(f"{run.solver} N={run.scenario.devices} M={run.scenario.sbs} seed={run.seed}")
+                report.results[run] = execute(run, str(root), progress=sys.stderr.isatty())
+                report.executed += 1
+                bar.update()
+        else:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_single_threaded_torch) as pool:
+                futures = {pool.submit(execute, run, str(root)): run for run in pending}
+                for future in as_completed(futures):
+                    report.results[futures[future]] = future.result()
+                    report.executed += 1
+                    bar.update()
+    finally:
+        bar.close()
+    return report
+
+
+def long_table(study: str, runs: list, root: Path, label_columns: tuple = ()) -> "pandas.DataFrame":  # noqa: F821
+    """The long-form table of finished runs: one row per solver x seed x setting x metric.
+
+    Columns: ``study, solver, seed, devices, sbs, *label_columns, phase, episode, metric, value``.
+    ``phase`` is ``eval`` for the evaluation episode of the (trained) solver, where ``episode``
+    is the training budget of a learned solver and empty otherwise, and ``train`` for the points
+    of a learning curve (mean over its held-out evaluation episodes) at training ``episode``.
+    Metrics: ``dtnopt.loop.KPI_NAMES`` (``stable`` as 0/1), plus ``training_s`` and
+    ``training_failed`` (1 when training diverged; its KPIs are then empty) for learned solvers."""
+    import pandas as pd
+
+    cache = RunCache(root)
+    rows = []
+    for run in dict.fromkeys(runs):
+        base = {"study": study, "solver": run.solver, "seed": run.seed, "devices": run.scenario.devices,
+                "sbs": run.scenario.sbs, **{column: dict(run.labels).get(column) for column in label_columns}}
+        result = cache.read_result(run)
+        metrics = dict(result["kpi"])
+        if run.learned:
+            metrics["training_s"] = result.get("training_s")
+            metrics["training_failed"] = float(bool(result.get("error")))
+        for metric, value in metrics.items():
+            rows.append({**base, "phase": "eval", "episode": result.get("episodes"), "metric": metric,
+                         "value": _number(value)})
+        curve = cache.read_curve(run) if run.learned else None
+        if curve is not None:
+            for point in curve.to_dict("records"):
+                for metric in KPI_NAMES:
+                    if metric in point:
+                        rows.append({**base, "phase": "train", "episode": point["episode"], "metric": metric,
+                                     "value": _number(point[metric])})
+    columns = ["study", "solver", "seed", "devices", "sbs", *label_columns, "phase", "episode", "metric", "value"]
+    table = pd.DataFrame(rows, columns=columns)
+    table["episode"] = pd.to_numeric(table["episode"], errors="coerce").astype("Int64")
+    return table
+
+
+def _number(value) -> float:
+    if value is None:
+        return float("nan")
+    return float(value)

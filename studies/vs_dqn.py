@@ -1,0 +1,56 @@
+"""Fig. 7: system cost vs the number of devices N (5..20) for A3C and DQN, with ``bcd`` as the
+reference, M = 3.
+
+Claims (Sec. V): the cost grows with N; A3C beats DQN (the first two solvers of ``--solvers``
+are compared: the proposed one, then the benchmark).
+
+    python -m studies.vs_dqn [--quick] [--seeds K] [--devices-values 5,10,15,20] [--solvers a,b,c]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .claims import Claim, evaluations, means_table, ordering
+from .common import SWEEP, Study, integer_list
+from .devices import growth_claims
+from .figures import draw_sweep
+
+
+class VsDqnStudy(Study):
+    name = "vs_dqn"
+    title = "Fig. 7: system cost vs number of devices, A3C vs DQN"
+    solvers = ("a3c", "dqn", "bcd")
+    full = SWEEP
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--devices-values", type=integer_list, default=None,
+                            help="numbers of devices N (default 5,10,15,20; --quick 5,10,20)")
+        parser.add_argument("--sbs", type=int, default=3, help="M, number of SBSs (default 3)")
+
+    def plan(self, args) -> list:
+        args.devices_values = args.devices_values or ([5, 10, 20] if args.quick else [5, 10, 15, 20])
+        return [self.run(args, solver, seed, devices=devices, sbs=args.sbs)
+                for solver in args.solvers for devices in args.devices_values for seed in range(args.seeds)]
+
+    def draw(self, table, stem) -> None:
+        draw_sweep(table, "devices", stem, self.title)
+
+    def claims(self, table) -> tuple:
+        values = evaluations(table)
+        claims = growth_claims(values)
+        solvers = list(dict.fromkeys(values["solver"]))
+        if len(solvers) >= 2:
+            proposed, benchmark = solvers[:2]
+            for devices in sorted(values["devices"].unique()):
+                claims.append(Claim(f"A3C beats DQN at N={devices}: {proposed} < {benchmark}",
+                                    ordering(values, [proposed, benchmark], {"devices": devices})))
+        else:
+            claims.append(Claim("A3C beats DQN: needs two solvers", []))
+        return claims, means_table(values, ["solver", "devices"]), []
+
+
+STUDY = VsDqnStudy()
+
+if __name__ == "__main__":
+    sys.exit(STUDY.main())

@@ -1,0 +1,281 @@
+"""The studies: a tiny study end to end, resume, --plot-only, bad arguments, parallel runs.
+
+Uses the heuristic solvers and a tiny learned solver defined here (a linear policy fitted by
+random search, following the learned-solver contract), so the studies' learned path is tested
+without the real A3C/DQN budgets."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dtnopt.features import action_from_unit, action_size, observation_features, observation_size
+from dtnopt.loop import KPI_NAMES, held_out_seeds, run_episode
+from dtnopt.registry import register
+from dtnopt.solver import NO_ABLATION, Solver
+from studies import ablation, devices, learning_rate, paper, runner, sbs, vs_dqn
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--seeds", "2", "--episodes", "3", "--slots", "8"]
+
+
+@dataclass
+class LinearSearchConfig:
+    learning_rate: float = 0.3  # std of the random-search perturbation of the policy weights (> 5 diverges)
+    default_episodes: int = 3  # training episodes when fit(episodes=None)
+
+    def __post_init__(self):
+        if not 0 < self.learning_rate < 10:
+            raise ValueError(f"learning_rate must be in (0, 10), got {self.learning_rate!r}")
+        if not 1 <= self.default_episodes <= 10_000:
+            raise ValueError(f"default_episodes must be in [1, 10000], got {self.default_episodes!r}")
+
+
+@register("linear-test")
+class LinearSearchSolver(Solver):
+    """A linear policy u = sigmoid(W phi(s) + b) over the shared unit action map, fitted by
+    random search on the episode system cost (test-only learned solver)."""
+
+    learned = True
+    fits = 0  # fit calls in this process, to check that cached runs are not retrained
+
+    def __init__(self, scenario, ablation=NO_ABLATION, seed=0, **hyperparameters):
+        super().__init__(scenario, ablation, seed)
+        self.config = LinearSearchConfig(**hyperparameters)
+        self.weights = np.zeros((observation_size(scenario) + 1, action_size(scenario)))
+        self.curve = None
+
+    def decide(self, observation):
+        features = observation_features(observation)
+        features = np.concatenate([features, np.ones((features.shape[0], 1), np.float32)], axis=1)
+        return action_from_unit(observation, 1.0 / (1.0 + np.exp(-features @ self.weights)))
+
+    def _cost(self, weights, seed):
+        self.weights = weights
+        return run_episode(self, self.scenario, seed=seed).kpi["system_cost"]
+
+    def fit(self, episodes=None, *, checkpoint=None, progress=True, eval_every=None, eval_seeds=3):
+        type(self).fits += 1
+        if self.config.learning_rate > 5:  # stands for a trainer whose loss became non-finite
+            raise FloatingPointError("linear-test training produced non-finite weights")
+        episodes = episodes or self.config.default_episodes
+        eval_every = eval_every or episodes
+        rng = np.random.default_rng(self.seed)
+        started, rows = time.perf_counter(), []
+        for episode in range(1, episodes + 1):
+            seed = self.seed * 1000 + episode
+            best = self.weights
+            step = rng.normal(0.0, self.config.learning_rate, best.shape)
+            costs = {key: self._cost(w, seed) for key, w in {0: best, 1: best + step, -1: best - step}.items()}
+            self.weights = best + min(costs, key=costs.get) * step
+            if episode % eval_every == 0 or episode == episodes:
+                kpis = pd.DataFrame([run_episode(self, self.scenario, seed=s).kpi for s in held_out_seeds(eval_seeds)])
+                rows.append({"episode": episode, "slots": episode * 3 * self.scenario.slots,
+                             "wall_s": time.perf_counter() - started, **kpis[list(KPI_NAMES)].mean().to_dict()})
+                if checkpoint:
+                    self.curve = pd.DataFrame(rows)
+                    self.save(checkpoint)
+        self.curve = pd.DataFrame(rows)
+        return self.curve
+
+    def save(self, path):
+        import torch
+
+        torch.save({"weights": self.weights, "scenario": self.scenario.to_dict(), "hyper": asdict(self.config),
+                    "ablation": self.ablation.name, "curve": self.curve}, path)
+
+    def load(self, path):
+        import torch
+
+        state = torch.load(path, weights_only=False)
+        if (state["scenario"]["devices"], state["scenario"]["sbs"]) != (self.scenario.devices, self.scenario.sbs):
+            raise ValueError("checkpoint devices/sbs differ from the solver's scenario")
+        self.weights, self.curve = state["weights"], state["curve"]
+        return self
+
+
+@pytest.fixture
+def episode_counter(monkeypatch):
+    """Counts evaluation episodes run by the studies' runner (in this process)."""
+    calls = []
+
+    def counted(solver, scenario=None, seed=None, **kwargs):
+        calls.append((solver.label, seed))
+        return run_episode(solver, scenario, seed=seed, **kwargs)
+
+    monkeypatch.setattr(runner, "run_episode", counted)
+    LinearSearchSolver.fits = 0
+    return calls
+
+
+ABLATION_SOLVERS = "linear-test,linear-test-no-cpu,linear-test-no-radio,greedy,greedy-no-cpu,greedy-no-radio"
+
+
+def _ablation(out, *extra):
+    return ablation.STUDY.main(["--solvers", ABLATION_SOLVERS, "--devices", "4", *TINY, "--out", str(out), *extra])
+
+
+def test_ablation_end_to_end(tmp_path, episode_counter):
+    assert _ablation(tmp_path) == 0
+    for kind in ("csv", "json", "png", "pdf", "md"):
+        assert (tmp_path / f"ablation.{kind}").stat().st_size > 0, kind
+    table = pd.read_csv(tmp_path / "ablation.csv")
+    assert list(table.columns) == ["study", "solver", "seed", "devices", "sbs", "phase", "episode", "metric", "value"]
+    evaluation = table[table["phase"] == "eval"]
+    # one row per solver x seed x metric; learned ones also report their training time and failure
+    assert len(evaluation) == 6 * 2 * len(KPI_NAMES) + 3 * 2 * 2
+    assert set(evaluation["metric"]) == set(KPI_NAMES) | {"training_s", "training_failed"}
+    curve = table[table["phase"] == "train"]
+    assert set(curve["solver"]) == {"linear-test", "linear-test-no-cpu", "linear-test-no-radio"}
+    assert sorted(curve["episode"].unique()) == [3]
+    assert evaluation.groupby(["solver", "metric"]).size().eq(2).all()
+    # every solver faces the same held-out episodes, one per seed
+    assert sorted(set(seed for _, seed in episode_counter)) == held_out_seeds(2)
+    assert LinearSearchSolver.fits == 3 * 2
+    summary = (tmp_path / "ablation.md").read_text()
+    for text in ("the full scheme beats both ablations: linear-test < linear-test-no-cpu, linear-test-no-radio", "matters more than CPU allocation: greedy-no-cpu < greedy-no-radio",
+                 "system cost: **", "eta_EE (J/Mbit): **", "backlog (Mbit): **"):
+        assert text in summary
+    config = json.loads((tmp_path / "ablation.json").read_text())
+    assert config["command"].startswith("python -m studies.ablation --solvers")
+    assert config["config"]["seeds"] == 2 and config["executed"] == 12 and config["cached"] == 0
+
+
+def test_resume_redoes_nothing(tmp_path, episode_counter, capsys):
+    assert _ablation(tmp_path) == 0
+    first = pd.read_csv(tmp_path / "ablation.csv")
+    done = len(episode_counter)
+    assert _ablation(tmp_path) == 0
+    assert len(episode_counter) == done and LinearSearchSolver.fits == 6
+    assert "0 runs executed, 12 from the cache" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ablation.csv"), first)
+    # an interrupted run (its result missing, its model trained) is evaluated again, not retrained
+    results = sorted((tmp_path / "runs" / "results").glob("linear-test-no-cpu_*"))
+    results[0].unlink()
+    assert _ablation(tmp_path) == 0
+    assert len(episode_counter) == done + 1 and LinearSearchSolver.fits == 6
+    again = pd.read_csv(tmp_path / "ablation.csv")
+    timed = first["metric"] == "decision_ms"  # wall-clock time of the re-evaluated run
+    pd.testing.assert_frame_equal(again[~timed], first[~timed])
+
+
+def test_plot_only_redraws_from_the_table(tmp_path, episode_counter):
+    assert _ablation(tmp_path) == 0
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs")
+    for kind in ("png", "pdf", "md"):
+        (tmp_path / f"ablation.{kind}").unlink()
+    table = pd.read_csv(tmp_path / "ablation.csv")
+    table.loc[(table["solver"] == "greedy") & (table["metric"] == "system_cost"), "value"] = 1e9
+    table.to_csv(tmp_path / "ablation.csv", index=False)
+    done = len(episode_counter)
+    assert _ablation(tmp_path, "--plot-only") == 0
+    assert len(episode_counter) == done
+    for kind in ("png", "pdf", "md"):
+        assert (tmp_path / f"ablation.{kind}").stat().st_size > 0
+    summary = (tmp_path / "ablation.md").read_text()
+    assert "greedy 1e+09" in summary  # the summary is computed from the (edited) table
+
+
+@pytest.mark.parametrize("study, argv, claims", [
+    (sbs.STUDY, ["--scheme", "greedy", "--sbs-values", "1,3", "--devices-values", "4,8"],
+     ["at N=8 more SBSs lower the cost (greedy)", "at N=4 the number of SBSs barely matters (greedy)"]),
+    (devices.STUDY, ["--scheme", "greedy", "--devices-values", "4,8"],
+     ["the cost grows with N (greedy-no-radio)", "full < no-CPU < no-bandwidth/power at N=8"]),
+    (vs_dqn.STUDY, ["--solvers", "linear-test,random,equal", "--devices-values", "3,6"],
+     ["the cost grows with N (linear-test)", "A3C beats DQN at N=6: linear-test < random"]),
+    (learning_rate.STUDY, ["--solvers", "linear-test,greedy", "--rates", "0.5,1e-3", "--devices", "4"],
+     ["learning rate 0.001 is best (linear-test)", "last learning-curve point of linear-test at lr=0.5"]),
+])
+def test_each_study_end_to_end(tmp_path, study, argv, claims):
+    assert study.main([*argv, *TINY, "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / f"{study.name}.csv")
+    assert {"study", "solver", "seed", "devices", "sbs", "phase", "episode", "metric", "value"} <= set(table.columns)
+    assert (table["study"] == study.name).all() and set(KPI_NAMES) <= set(table["metric"])
+    assert table[table["phase"] == "eval"].groupby(["solver", "devices", "sbs", *study.label_columns, "metric"],
+                                                  dropna=False).size().eq(2).all()
+    summary = (tmp_path / f"{study.name}.md").read_text()
+    for claim in claims:
+        assert claim in summary
+    checked = re.search(r"(\d+) of (\d+) checked claim/metric pairs hold", summary)
+    assert checked and int(checked[2]) > 0
+    assert (tmp_path / f"{study.name}.png").stat().st_size > 0
+
+
+def test_learning_rate_reaches_the_solver(tmp_path):
+    assert learning_rate.STUDY.main(["--solvers", "linear-test", "--rates", "0.5,1e-3", "--devices", "4", *TINY,
+                                     "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "learning_rate.csv")
+    curve = table[(table["phase"] == "train") & (table["metric"] == "system_cost")]
+    by_rate = curve.groupby("learning_rate")["value"].apply(tuple)
+    assert by_rate[0.5] != by_rate[1e-3]  # different rates trained different policies
+
+
+def test_diverged_training_is_an_outcome_not_a_crash(tmp_path, episode_counter):
+    argv = ["--solvers", "linear-test,greedy", "--rates", "7,1e-3", "--devices", "4", *TINY, "--out", str(tmp_path)]
+    assert learning_rate.STUDY.main(argv) == 0
+    table = pd.read_csv(tmp_path / "learning_rate.csv")
+    failed = table[(table["metric"] == "training_failed")].groupby("learning_rate")["value"].max()
+    assert failed[7.0] == 1 and failed[1e-3] == 0
+    diverged = table[(table["learning_rate"] == 7.0) & (table["metric"] == "system_cost")]
+    assert diverged["value"].isna().all()
+    summary = (tmp_path / "learning_rate.md").read_text()
+    assert "Training of linear-test (N=4, M=3, seed 0) diverged" in summary
+    fits = LinearSearchSolver.fits
+    assert learning_rate.STUDY.main(argv) == 0 and LinearSearchSolver.fits == fits  # failures are cached too
+
+
+def test_parallel_jobs_give_the_same_table(tmp_path):
+    argv = ["--solvers", "linear-test,greedy,random", "--devices-values", "3,5", *TINY]
+    assert vs_dqn.STUDY.main([*argv, "--out", str(tmp_path / "serial")]) == 0
+    assert vs_dqn.STUDY.main([*argv, "--jobs", "2", "--out", str(tmp_path / "parallel")]) == 0
+    serial = pd.read_csv(tmp_path / "serial" / "vs_dqn.csv")
+    parallel = pd.read_csv(tmp_path / "parallel" / "vs_dqn.csv")
+    keep = ~serial["metric"].isin(["decision_ms", "training_s"])
+    pd.testing.assert_frame_equal(serial[keep], parallel[keep])
+
+
+@pytest.mark.parametrize("study, argv, flag", [
+    (ablation.STUDY, ["--seeds", "0"], "--seeds"),
+    (ablation.STUDY, ["--jobs", "0"], "--jobs"),
+    (ablation.STUDY, ["--episodes", "0"], "--episodes"),
+    (ablation.STUDY, ["--solvers", "greedy,no-such-solver"], "--solvers"),
+    (ablation.STUDY, ["--devices", "0", "--solvers", "greedy"], "devices"),
+    (ablation.STUDY, ["--bogus"], "--bogus"),
+    (ablation.STUDY, ["--plot-only", "--solvers", "greedy"], "--plot-only"),
+    (sbs.STUDY, ["--sbs-values", "a,b"], "--sbs-values"),
+    (devices.STUDY, ["--scheme", "nope"], "--solvers"),
+    (learning_rate.STUDY, ["--rates", "0", "--solvers", "linear-test"], "--rates"),
+    (learning_rate.STUDY, ["--rates", "20", "--solvers", "linear-test"], "learning_rate must be in (0, 10)"),
+])
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, study, argv, flag):
+    assert study.main([*argv, "--out", str(tmp_path / "empty")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and flag in error and error.startswith(f"python -m studies.{study.name}")
+
+
+def test_module_entry_point_exits_2(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "studies.vs_dqn", "--seeds", "-1", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "--seeds" in done.stderr
+
+
+def test_paper_runs_every_study_into_one_report(tmp_path):
+    argv = ["--learned", "linear-test", "--benchmark", "random", "--reference", "greedy", "--scheme", "equal",
+            "--seeds", "2", "--episodes", "2", "--slots", "5", "--out", str(tmp_path)]
+    assert paper.main(argv) == 0
+    report = (tmp_path / "REPORT.md").read_text()
+    for name in ("ablation", "sbs", "devices", "vs_dqn", "learning_rate"):
+        assert (tmp_path / name / f"{name}.png").is_file()
+        assert f"{name}/{name}.png" in report and f"{name}/{name}.md" in report
+    assert "A3C beats DQN" in report and "learning rate 0.001 is best" in report
