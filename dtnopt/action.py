@@ -59,7 +59,7 @@ def equal_shares(scenario: Scenario, association: np.ndarray) -> np.ndarray:
 
 def _departure_capacity(scenario: Scenario) -> np.ndarray:
     """(M+1,) f^e_j tau / c, the most bits edge buffer j can release in a slot (14e)."""
-    return scenario.station_cpu * scenario.tau / scenario.cycles_per_bit
+    return scenario.station_cpu * (scenario.tau / scenario.cycles_per_bit)
 
 
 def max_departure(scenario: Scenario, batch: int) -> np.ndarray:
@@ -67,10 +67,9 @@ def max_departure(scenario: Scenario, batch: int) -> np.ndarray:
     return _departure_capacity(scenario)[None, :].repeat(batch, axis=0)
 
 
-def _cap_station_sums(values: np.ndarray, association: np.ndarray, capacity, stations: int):
+def _cap_station_sums(values: np.ndarray, index: np.ndarray, capacity, stations: int):
     """Scale each station's allocations down so they sum to at most its capacity (a scalar or
-    an (M+1,) array)."""
-    index = station_index(association, stations)
+    an (M+1,) array). ``index`` is ``station_index(association, stations)``."""
     batch = index.shape[0]
     totals = np.bincount(index.ravel(), weights=values.ravel(), minlength=batch * stations).reshape(batch, stations)
     over = totals > capacity
@@ -92,12 +91,13 @@ def project(scenario: Scenario, action: Action, association: np.ndarray) -> Acti
     idempotent); the result never shares memory with ``action``."""
     stations = scenario.stations
     station_cpu = scenario.station_cpu
+    index = station_index(association, stations)
     edge_cpu = _clip(action.edge_cpu, station_cpu[association])
     return Action(
-        bandwidth_share=_cap_station_sums(_clip(action.bandwidth_share, 1.0), association, 1.0, stations),
+        bandwidth_share=_cap_station_sums(_clip(action.bandwidth_share, 1.0), index, 1.0, stations),
         power=_clip(action.power, scenario.max_power),
         local_cpu=_clip(action.local_cpu, scenario.local_cpu),
-        edge_cpu=_cap_station_sums(edge_cpu, association, station_cpu, stations),
+        edge_cpu=_cap_station_sums(edge_cpu, index, station_cpu, stations),
         edge_departure=_clip(action.edge_departure, _departure_capacity(scenario)),
     )
 

@@ -15,8 +15,12 @@ MIN_DISTANCE = 1.0
 """Distances below this (m) are clamped, so the path loss stays finite."""
 
 
-def path_gain(scenario: Scenario, distances: np.ndarray) -> np.ndarray:
-    """Large-scale gain ``r^-alpha`` (eq. 3), distance clamped to ``MIN_DISTANCE``."""
+def path_gain(scenario: Scenario, distances: np.ndarray, squared: bool = False) -> np.ndarray:
+    """Large-scale gain ``r^-alpha`` (eq. 3), distance clamped to ``MIN_DISTANCE``. With
+    ``squared``, ``distances`` holds r^2 and the gain is ``(r^2)^(-alpha/2)`` (no square root)."""
+    if squared:
+        gain = np.maximum(distances, MIN_DISTANCE**2)
+        return np.power(gain, -0.5 * scenario.path_loss_exponent, out=gain)
     gain = np.maximum(distances, MIN_DISTANCE)
     return np.power(gain, -scenario.path_loss_exponent, out=gain)
 

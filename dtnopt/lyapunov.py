@@ -45,7 +45,7 @@ def perturbation(scenario: Scenario, eta: np.ndarray, psi_max: np.ndarray, devic
     """beta_i = V eta(t) + Psi_max (19), bits, (B, N); zero when the perturbation is off."""
     if not scenario.perturbation:
         return np.zeros((eta.shape[0], devices))
-    beta = scenario.V * eta * MBIT * MBIT + psi_max
+    beta = eta * (scenario.V * MBIT * MBIT) + psi_max
     return beta[:, None].repeat(devices, axis=1)
 
 

@@ -59,6 +59,16 @@ class Network:
         self.observation = self.twin.observe(self.plant, self.efficiency.eta)
         return self.observation
 
+    def _unstable(self) -> np.ndarray:
+        """(B,) a queue of the environment is above ``scenario.queue_cap``."""
+        cap, largest = self.scenario.queue_cap, np.maximum.reduce
+        local_queue, edge_queue = self.plant.local_queue, self.plant.edge_queue
+        # Usually no queue of the whole batch is over: one reduction over all of it says so
+        # (per-environment reductions along the short device axis are slower).
+        if largest(local_queue, axis=None) <= cap and largest(edge_queue, axis=None) <= cap:
+            return np.zeros(self.batch, dtype=bool)
+        return (largest(local_queue, axis=1) > cap) | (largest(edge_queue, axis=1) > cap)
+
     def step(self, action: Action, check: bool = True, who: str = "solver") -> SlotResult:
         """Execute ``action`` (decided on the current observation) on the plant. With ``check``
         an infeasible action raises ``InfeasibleAction``; without, it is projected."""
@@ -74,8 +84,6 @@ class Network:
         service = self.plant.step(action)
         cost = p2_cost(sc, observation, service)
         self.efficiency.update(service.energy, service.served_total)
-        cap = sc.queue_cap
-        largest = np.maximum.reduce
-        unstable = (largest(self.plant.local_queue, axis=1) > cap) | (largest(self.plant.edge_queue, axis=1) > cap)
+        unstable = self._unstable()
         self.observation = self.twin.observe(self.plant, self.efficiency.eta)
         return SlotResult(cost=cost, service=service, observation=observation, unstable=unstable)

@@ -14,7 +14,8 @@ from .arrivals import draw_arrivals
 from .channel import draw_fading, path_gain
 from .config import Scenario
 from .service import Service, serve
-from .topology import associate, initial_positions, move, own_link, station_distances, station_positions
+from .topology import (by_link, initial_positions, move, nearest_covering_station, own_link,
+                       squared_distances_by_station, station_positions)
 
 
 class Plant:
@@ -43,11 +44,18 @@ class Plant:
 
     def _refresh_links(self) -> None:
         sc = self.scenario
-        self.distance = station_distances(self.position, self.stations)  # (B, N, M+1)
-        self.association = associate(sc, self.distance)  # (B, N)
-        self.link_gain = draw_fading(self.rng, self.distance.shape)
-        self.link_gain *= path_gain(sc, self.distance)
+        devices = (self.batch, sc.devices)
+        squared = squared_distances_by_station(self.position, self.stations)  # (M+1, B N)
+        self.association = nearest_covering_station(sc, squared).reshape(devices)  # (B, N)
+        self.squared_distance = by_link(squared, devices)  # r_ij^2, (B, N, M+1)
+        self.link_gain = draw_fading(self.rng, self.squared_distance.shape)
+        self.link_gain *= path_gain(sc, self.squared_distance, squared=True)
         self.gain = own_link(self.link_gain, self.association)
+
+    @property
+    def distance(self) -> np.ndarray:
+        """(B, N, M+1) distances r_ij, m (the plant itself works with their squares)."""
+        return np.sqrt(self.squared_distance)
 
     def step(self, action: Action) -> Service:
         """Execute a feasible action for the current slot and advance to the next one:

@@ -40,7 +40,7 @@ class Service:
         # Computed once: the queues, the cost, the eta estimate and the loop all read them.
         self._served = self.local_bits + self.offload_bits
         self._served_total = np.add.reduce(self._served, axis=1)
-        self._energy = np.add.reduce(self.local_energy, axis=1) + np.add.reduce(self.offload_energy, axis=1)
+        self._energy = np.add.reduce(self.local_energy + self.offload_energy, axis=1)
 
     @property
     def served(self) -> np.ndarray:
@@ -69,7 +69,7 @@ def serve(
     """Apply a feasible ``action`` to queues ``Q^l`` (B, N) and ``Q^e`` (B, M+1) with channel
     power gains ``g = h r^-alpha`` (B, N) on each device's link to its station."""
     tau, c = scenario.tau, scenario.cycles_per_bit
-    local_bits = np.minimum(tau * action.local_cpu / c, local_queue)
+    local_bits = np.minimum(action.local_cpu * (tau / c), local_queue)
     bandwidth = action.bandwidth_share * scenario.station_bandwidth[association]
     uplink = rate(bandwidth, action.power, gain, scenario.noise_power)
     active = (uplink > 0.0) & (action.edge_cpu > 0.0)

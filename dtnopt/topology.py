@@ -34,15 +34,18 @@ def move(rng: np.random.Generator, scenario: Scenario, positions: np.ndarray) ->
     # One draw for both: the same numbers as uniform(0, v tau) then uniform(0, 2 pi). In-place
     # arithmetic on temporaries keeps large batches from paying for fresh allocations.
     step, heading = rng.random((2,) + positions.shape[:-1])
+    # The displacement step (cos, sin)(heading) from t = tan(heading / 2), for speed: numpy's
+    # float64 tan is vectorised, its cos and sin are not and cost several times more. With
+    # k = 2 step / (1 + t^2): step cos = k - step, step sin = k t. heading / 2 < pi: t is finite.
     step *= scenario.speed_max * scenario.tau
-    heading *= 2.0 * np.pi
+    half_tangent = np.tan(np.multiply(heading, np.pi, out=heading), out=heading)
+    k = np.square(half_tangent)
+    k += 1.0
+    np.divide(step, k, out=k)
+    k *= 2.0
     moved = np.empty_like(positions)
-    along = np.cos(heading)
-    along *= step
-    np.add(positions[..., 0], along, out=moved[..., 0])
-    along = np.sin(heading, out=heading)
-    along *= step
-    np.add(positions[..., 1], along, out=moved[..., 1])
+    np.add(positions[..., 0], np.subtract(k, step, out=step), out=moved[..., 0])
+    np.add(positions[..., 1], np.multiply(k, half_tangent, out=k), out=moved[..., 1])
     # Reflect at 0 and at L: the reflection is even and 2L-periodic, x -> L - |L - (|x| mod 2L)|.
     # A step of at most L stays inside [-L, 2L], where the mod changes nothing: skip it then.
     area = scenario.area
@@ -54,36 +57,70 @@ def move(rng: np.random.Generator, scenario: Scenario, positions: np.ndarray) ->
     return np.subtract(area, moved, out=moved)
 
 
-def station_distances(positions: np.ndarray, stations: np.ndarray) -> np.ndarray:
-    """(B, N, M+1) distances r_ij between every device and every station, m."""
-    # Computed station-major, (M+1, B N), so every operation runs along B N devices rather than
-    # along the M+1 stations (short inner loops are slow), then laid out (B, N, M+1).
+def squared_distances_by_station(positions: np.ndarray, stations: np.ndarray) -> np.ndarray:
+    """(M+1, B N) squared distances r_ij^2, m^2, station-major: row j holds station j's
+    distance to every device of the batch, devices flattened in (B, N) order."""
+    # Station-major, so every operation runs along B N devices rather than along the M+1
+    # stations (short inner loops are slow).
     coordinates = positions.reshape(-1, 2).T
     dx = coordinates[0] - stations[:, 0, None]
     dy = coordinates[1] - stations[:, 1, None]
     dx *= dx
     dy *= dy
     dx += dy
-    np.sqrt(dx, out=dx)
-    return np.ascontiguousarray(dx.T).reshape(positions.shape[:-1] + (len(stations),))
+    return dx
 
 
-def coverage(scenario: Scenario, distances: np.ndarray) -> np.ndarray:
+def by_link(by_station: np.ndarray, devices_shape: tuple) -> np.ndarray:
+    """A station-major (M+1, B N) array laid out per link, ``devices_shape + (M+1,)``, e.g. (B, N, M+1)."""
+    return np.ascontiguousarray(by_station.T).reshape(tuple(devices_shape) + (len(by_station),))
+
+
+def station_distances(positions: np.ndarray, stations: np.ndarray) -> np.ndarray:
+    """(B, N, M+1) distances r_ij between every device and every station, m."""
+    squared = by_link(squared_distances_by_station(positions, stations), positions.shape[:-1])
+    return np.sqrt(squared, out=squared)
+
+
+def coverage(scenario: Scenario, distances: np.ndarray, squared: bool = False) -> np.ndarray:
     """(B, N, M+1) bool: station j can serve device i. The MBS covers the whole area, an SBS
-    covers the disc of radius gamma_s (Sec. II-B-1)."""
-    covered = distances < scenario.sbs_coverage
-    covered[:, :, 0] = True
+    covers the disc of radius gamma_s (Sec. II-B-1). With ``squared``, ``distances`` holds r^2."""
+    covered = distances < (scenario.sbs_coverage**2 if squared else scenario.sbs_coverage)
+    covered[..., 0] = True
     return covered
 
 
 def associate(scenario: Scenario, distances: np.ndarray) -> np.ndarray:
     """(B, N) station index of each device: the nearest SBS whose coverage holds the device,
     else the MBS (index 0). This is the edge set of the graph G."""
-    # The MBS column and SBSs out of reach count as infinitely far; argmin returns the first
-    # index, 0 (the MBS), when every entry is infinite.
-    reach = np.where(distances < scenario.sbs_coverage, distances, np.inf)
-    reach[:, :, 0] = np.inf
-    return reach.argmin(axis=2)
+    squared_by_station = np.ascontiguousarray(np.square(distances).reshape(-1, distances.shape[-1]).T)
+    return nearest_covering_station(scenario, squared_by_station).reshape(distances.shape[:-1])
+
+
+def nearest_covering_station(scenario: Scenario, squared_by_station: np.ndarray) -> np.ndarray:
+    """(B N,) ``associate`` from station-major squared distances (M+1, B N)."""
+    sbs = squared_by_station[1:]
+    if len(sbs) == 0:
+        return np.zeros(squared_by_station.shape[1], dtype=np.intp)
+    # Every SBS has the same coverage radius: the nearest covering SBS is the nearest SBS, if it
+    # covers the device.
+    nearest = np.minimum.reduce(sbs, axis=0)
+    # The first SBS at that distance, as argmin would pick it, found as the largest of the
+    # descending numbers M..1 over the SBSs at that distance: for speed, as reductions along the
+    # station-major rows (argmin along the short station axis is several times slower).
+    first = np.maximum.reduce((sbs == nearest) * _descending_numbers(len(sbs)), axis=0)
+    station = first.astype(np.intp)
+    np.subtract(len(sbs) + 1, station, out=station)
+    station *= nearest < scenario.sbs_coverage**2
+    return station
+
+
+@lru_cache(maxsize=64)
+def _descending_numbers(count: int) -> np.ndarray:
+    """(count, 1) the numbers count..1, small integers (uint16: M <= 1000) for fast products."""
+    numbers = np.arange(count, 0, -1, dtype=np.uint16)[:, None]
+    numbers.flags.writeable = False
+    return numbers
 
 
 @lru_cache(maxsize=64)

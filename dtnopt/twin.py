@@ -16,7 +16,7 @@ from .channel import path_gain, spectral_efficiency
 from .config import Scenario
 from .lyapunov import largest_service, perturbation
 from .plant import Plant
-from .topology import associate, coverage, own_link, station_distances
+from .topology import by_link, coverage, nearest_covering_station, own_link, squared_distances_by_station
 
 
 @dataclass
@@ -93,18 +93,20 @@ class DigitalTwin:
         exact = sc.twin_staleness == 0 and sc.twin_gain_error == 0.0
         if exact:
             position, association, link_gain = plant.position, plant.association, plant.link_gain
-            distance = plant.distance
+            squared_distance = plant.squared_distance
         else:
             position = self.history[0]  # k slots old once the history is full
-            distance = station_distances(position, plant.stations)
-            association = associate(sc, distance)
-            fading = plant.link_gain / path_gain(sc, plant.distance)
-            link_gain = fading * path_gain(sc, distance)
+            squared = squared_distances_by_station(position, plant.stations)
+            association = nearest_covering_station(sc, squared).reshape(position.shape[:-1])
+            squared_distance = by_link(squared, position.shape[:-1])
+            fading = plant.link_gain / path_gain(sc, plant.squared_distance, squared=True)
+            link_gain = fading * path_gain(sc, squared_distance, squared=True)
             if sc.twin_gain_error > 0:
                 error = 1.0 + sc.twin_gain_error * self.rng.standard_normal(link_gain.shape)
                 link_gain = link_gain * np.maximum(error, 0.0)
         efficiency = spectral_efficiency(sc.max_power, link_gain, sc.noise_power)
-        efficiency *= coverage(sc, distance)  # zero off coverage (in place: a fresh, finite array)
+        # Zero off coverage (in place: a fresh, finite array).
+        efficiency *= coverage(sc, squared_distance, squared=True)
         own = own_link(efficiency, association)
         gain = plant.gain if exact else own_link(link_gain, association)
         psi_max = largest_service(sc, association, own)
