@@ -13,8 +13,17 @@ seeds.
 
 Engineering choices (the paper leaves them open):
 
-- Policy: a Gaussian per entry of the unit action box of ``dtnopt.features`` (state-independent
-  log std); samples are clipped into [0, 1] by ``action_from_unit``, which maps them onto the
+- Actor (``actor``): by default ``DeviceActor``, one MLP (the paper's 3 x 128 ReLU) shared by
+  all devices, fed each device's own features plus a context (stations, globals, mean over
+  devices), and a second MLP of the context for the departures; ``actor="mlp"`` is the paper's
+  single MLP over the whole observation. The critic is the paper's MLP either way. P2 is a sum
+  of per-device problems coupled only through the stations (``dtnopt.blocks``), so one shared
+  per-device map learns from 20 devices' samples at once and generalises over devices.
+- Action map (``action_map``): "unit" (default) is ``action_from_unit`` (raw power and CPU);
+  "service" is ``action_from_service``, the bits each device serves locally and offloads with
+  the physics inverted (least power for those bits, square-root edge-CPU split).
+- Policy: a Gaussian per entry of the chosen map's box (state-independent
+  log std); samples are clipped into [0, 1] by the map, which maps them onto the
   feasible set (per-station share normalisation, the model's projection). The mean is
   unsquashed, so the deterministic action reaches the bounds exactly (a vanishing but positive
   edge-CPU share would make the edge energy c D^e / f^e of (11) explode), and ``bound_loss``
@@ -26,17 +35,58 @@ Engineering choices (the paper leaves them open):
   textbook scalar advantage.
 - Rewards are the negative cost parts in units of ``Psi_max lambda_bar`` read from the
   observation, so learning is stable across N and V and no rare huge cost rescales the rest.
-- Idle gating (``gate_idle``, off by default): a device whose power entry is 0 gets no bandwidth
-  weight and no edge-CPU weight, so a station's band and CPU go to the devices that send.
-  Without it the noisy policy spreads edge CPU over all devices and offloading looks dearer than
-  local computing. Measured on 10 held-out seeds after 6,000 training episodes with two
-  workers: gating lowers eta_EE (0.015-0.016 vs 0.019 J/Mbit) at a similar system cost, but
-  left some device's queue above the cap on 2-7 of the 10 seeds, while the ungated policy was
-  stable on all 10; P1 asks for stable queues first.
+- Idle gating (``gate_idle``, on by default, "unit" map): a device whose power entry is 0 gets
+  no bandwidth weight and no edge-CPU weight, so a station's band and CPU go to the devices that
+  send. Without it the noisy policy spreads edge CPU over all devices and offloading looks
+  dearer than local computing. With the first version's MLP actor (6,000 episodes) gating
+  lowered eta_EE (0.015-0.016 vs 0.019 J/Mbit) at a similar system cost but left some queue
+  above the cap on 2-7 of 10 held-out seeds; with the device actor it is stable on all 10 and
+  better on both counts (table below), so it is now the default.
+- Model selection (``keep_best``): ``fit`` ends with the evaluated weights of least mean system
+  cost among the evaluations whose episodes were all stable (all evaluations if none was), and
+  saves those to the checkpoint. This answers the late collapse of long runs; note that the
+  selection seeds ``held_out_seeds(eval_seeds)`` are the first seeds of any longer held-out list.
 - The discount delta of (23) defaults to 0, the Lyapunov-consistent choice of MODEL.md 7 (P2 is
   a per-slot problem). Measured with one worker, seed 0, 1,000 episodes of N=20, M=3, scored on
   two held-out seeds: delta = 0 reached a system cost of -36,559 (eta_EE 0.0209 J/Mbit), delta =
   0.9 +1,832 (0.0237 J/Mbit); before idle gating the same comparison gave -12,800 vs +22,600.
+
+Measurements of the design (N=20, M=3, training seed 0, two workers, 16 environments each,
+deterministic policy on ``held_out_seeds(10)``; mean system cost, eta_EE in J/Mbit, seeds
+stable; wall times on a 2-core machine shared with other jobs, so pessimistic). Reference:
+equal -2,546 (0.0305), greedy -59,471 (0.0093), bcd -62,449 (0.0088), all 10/10 stable.
+
+================================================  ==========  =======  ======
+variant (3,000 episodes unless noted)             cost        eta_EE   stable
+================================================  ==========  =======  ======
+first version: paper MLP actor, "unit" map        -26,713     0.0249   9/10
+MLP, "service" map, fractions of the queue        -23,943     0.0258   9/10
+MLP, "service" map, fractions of what can serve   -1,226      0.0231   7/10
+device actor, "service" map                       -42,820     0.0201   10/10
+device actor, "service" map, 6,000 episodes       -40,932     0.0180   10/10
+device actor, "unit" map                          -43,794     0.0186   10/10
+device actor, "unit" map, 6,000 episodes          -44,782     0.0193   10/10
+device actor, "unit" map, CLI run                 -44,327     0.0191   10/10
+device actor, "unit" map, learning rate 3e-4      -44,752     0.0179   10/10
+device actor, "unit" map, idle gating             -47,342     0.0158   10/10
+default (device actor, "unit", gating), CLI run   -49,456     0.0162   10/10
+================================================  ==========  =======  ======
+
+The shared per-device actor is what helped most (about 40% -> 70% of the equal -> bcd gap),
+then idle gating (-> 78%). The "service" map, though better conditioned on paper, measured no
+better than the "unit" map with the device actor, and with the MLP actor no better (fractions
+of the ~30 Mbit queue, all-or-nothing against a 0.5 Mbit/slot CPU) or much worse (fractions of
+what the CPU and the link can serve, its final form: the fractions rose only slowly from their
+0.5 start, so the policy long served half of what it could); "unit" stays the default. A
+smaller learning rate (3e-4) changed nothing beyond noise, so the paper's 1e-3 stays. 6,000
+episodes (without gating) gained nothing beyond noise over 3,000 (the kept best weights were
+those of episodes 3,600 and 2,400), so the default budget stays 3,000: 108 s on the CLI, start-up
+included. All runs but the first keep the best evaluated weights (``keep_best``). The default
+closes (49,456 - 2,546) / (62,449 - 2,546) = 78% of the equal -> bcd gap in system cost, short
+of the issue's 90% and of greedy; its eta_EE of 0.0162 J/Mbit is 1.8x bcd's 0.0088 (target:
+within 10%), at a backlog like bcd's (469 vs 463 Mbit, summed over devices). Every run is one
+training seed: differences of a few thousand are within the run-to-run spread of asynchronous
+training.
 """
 
 from __future__ import annotations
@@ -55,7 +105,9 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from dtnopt.config import MBIT, Scenario
-from dtnopt.features import DEVICE_ACTIONS, action_from_unit, action_size, observation_features, observation_size
+from dtnopt.features import (DEVICE_ACTIONS, SERVICE_ACTIONS, SERVICE_BLOCKS, action_from_service, action_from_unit,
+                             action_size, device_feature_size, observation_features, observation_size,
+                             service_action_size)
 from dtnopt.lyapunov import p2_cost_terms
 from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, held_out_seeds, run_seeds
 from dtnopt.network import Network
@@ -70,8 +122,7 @@ class A3CConfig:
 
     n_workers: int = 0  # worker processes; 0 means one per CPU core
     envs_per_worker: int = 16  # environments each worker steps together (one batched replica)
-    # Default budget, environment episodes summed over workers: near the best point of the
-    # measured curves; longer runs degraded (one 12,000-episode run: -28,600 at 2,400, +1,800 at 12,000).
+    # Default budget, environment episodes summed over workers: 6,000 measured no better (module docstring).
     episodes: int = 3000
     t_max: int = 5  # slots per rollout before an update (n of the n-step return)
     discount: float = 0.0  # delta of (23); 0 is the Lyapunov-consistent per-slot choice (MODEL.md 7)
@@ -85,7 +136,10 @@ class A3CConfig:
     initial_std: float = 0.3  # initial standard deviation of the Gaussian policy (unit box)
     normalize_advantage: bool = True  # standardise each update's advantages per action entry
     decomposed_credit: bool = True  # advantage per action entry from the P2 cost parts it changes
-    gate_idle: bool = False  # no bandwidth or edge CPU for a device whose power entry is 0
+    gate_idle: bool = True  # no bandwidth or edge CPU for a device whose power entry is 0 ("unit" map only)
+    action_map: str = "unit"  # "unit": raw power and CPU (action_from_unit); "service": action_from_service
+    actor: str = "device"  # "device": one MLP shared by the devices (DeviceActor); "mlp": one MLP of all
+    keep_best: bool = True  # end with the evaluated weights of least held-out system cost (stable ones first)
 
     def __post_init__(self) -> None:
         ranges = {
@@ -101,13 +155,40 @@ class A3CConfig:
             if isinstance(value, bool) or not numeric or not (low <= value <= high):
                 raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'} "
                                  f"in [{low}, {high}], got {value!r}")
-        for name in ("normalize_advantage", "decomposed_credit", "gate_idle"):
+        for name in ("normalize_advantage", "decomposed_credit", "gate_idle", "keep_best"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.actor not in ("mlp", "device"):
+            raise ValueError(f"actor must be 'mlp' or 'device', got {self.actor!r}")
+        if self.action_map not in ACTION_MAPS:
+            raise ValueError(f"action_map must be one of {', '.join(ACTION_MAPS)}, got {self.action_map!r}")
 
     @property
     def workers(self) -> int:
         return self.n_workers or os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ActionLayout:
+    """How the policy's output vector becomes an ``Action`` (one of the shared maps of
+    ``dtnopt.features``) and which blocks and cost parts each entry touches."""
+
+    entries: tuple  # per-device entry names, in their device-major order
+    blocks: dict  # entry name -> the Action block it sets (what an ablation that fixes it masks)
+    station_shared: frozenset  # entries whose effect spreads over the device's station within a slot
+    size: object  # scenario -> length of the vector
+    to_action: object  # (observation, vector in [0, 1]) -> feasible Action
+
+
+ACTION_MAPS = {
+    # Bandwidth and edge-CPU weights are normalised over the station.
+    "unit": ActionLayout(DEVICE_ACTIONS, {name: name for name in DEVICE_ACTIONS},
+                         frozenset({"bandwidth_share", "edge_cpu"}), action_size, action_from_unit),
+    # Bandwidth weights are normalised over the station, and the offload sets the station's
+    # square-root edge-CPU split (so every device's edge energy there).
+    "service": ActionLayout(SERVICE_ACTIONS, SERVICE_BLOCKS, frozenset({"bandwidth_share", "offload_fraction"}),
+                            service_action_size, action_from_service),
+}
 
 
 def _mlp(inputs: int, outputs: int, config: A3CConfig) -> nn.Sequential:
@@ -117,6 +198,32 @@ def _mlp(inputs: int, outputs: int, config: A3CConfig) -> nn.Sequential:
         width = config.hidden_size
     layers.append(nn.Linear(width, outputs))
     return nn.Sequential(*layers)
+
+
+class DeviceActor(nn.Module):
+    """Actor whose per-device entries come from one MLP shared by all devices (parameter
+    sharing across devices, as the per-device structure of P2 suggests: ``dtnopt.blocks``): its
+    input is the device's own features, the stations' and global features and the mean of all
+    devices' features (the context). The stations' departures come from a second MLP of the
+    context. Same depth and width as the paper's actor; an option beside it."""
+
+    def __init__(self, scenario: Scenario, device_outputs: int, config: A3CConfig):
+        super().__init__()
+        self.devices, self.width = scenario.devices, device_feature_size(scenario)
+        context = scenario.stations + 3 + self.width
+        self.device_net = _mlp(self.width + context, device_outputs, config)
+        self.station_net = _mlp(context, scenario.stations, config)
+
+    def heads(self) -> list:
+        return [self.device_net[-1], self.station_net[-1]]
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        lead, split = features.shape[:-1], self.devices * self.width
+        own = features[..., :split].reshape(*lead, self.devices, self.width)
+        context = torch.cat([features[..., split:], own.mean(-2)], dim=-1)
+        shared = context.unsqueeze(-2).expand(*lead, self.devices, context.shape[-1])
+        per_device = self.device_net(torch.cat([own, shared], dim=-1))
+        return torch.cat([per_device.flatten(-2), self.station_net(context)], dim=-1)
 
 
 MARGIN = 0.1
@@ -137,12 +244,18 @@ class ActorCritic(nn.Module):
 
     def __init__(self, scenario: Scenario, config: A3CConfig):
         super().__init__()
-        self.actor = _mlp(observation_size(scenario), action_size(scenario), config)
+        layout = ACTION_MAPS[config.action_map]
+        outputs = layout.size(scenario)
+        if config.actor == "device":
+            self.actor = DeviceActor(scenario, len(layout.entries), config)
+        else:
+            self.actor = _mlp(observation_size(scenario), outputs, config)
         self.critic = _mlp(observation_size(scenario), scenario.devices + scenario.stations, config)
-        self.log_std = nn.Parameter(torch.full((action_size(scenario),), math.log(config.initial_std)))
+        self.log_std = nn.Parameter(torch.full((outputs,), math.log(config.initial_std)))
         # Start from the centre of the box with small, state-independent noise in the mean.
-        nn.init.uniform_(self.actor[-1].weight, -1e-3, 1e-3)
-        nn.init.constant_(self.actor[-1].bias, 0.5)
+        for head in (self.actor.heads() if config.actor == "device" else [self.actor[-1]]):
+            nn.init.uniform_(head.weight, -1e-3, 1e-3)
+            nn.init.constant_(head.bias, 0.5)
 
     def mean_action(self, features: torch.Tensor) -> torch.Tensor:
         """The Gaussian mean on the unit box (unsquashed: ``action_from_unit`` clips it, so the
@@ -184,13 +297,16 @@ class SharedAdam(torch.optim.Adam):
         return self
 
 
-def gated_action(observation, unit: np.ndarray, ablation: Ablation = NO_ABLATION, gate: bool = True):
-    """The feasible ``Action`` of a (B, action_size) policy output through the shared map
-    ``action_from_unit`` (and the ablation's fixed blocks). With ``gate``, a device whose power
+def gated_action(observation, unit: np.ndarray, ablation: Ablation = NO_ABLATION, gate: bool = True,
+                 action_map: str = "unit"):
+    """The feasible ``Action`` of a policy output through the shared map ``action_map`` of
+    ``ACTION_MAPS`` (and the ablation's fixed blocks). With ``gate`` ("unit" map), a device whose power
     entry is not positive gets no bandwidth weight, and one that cannot send (power or bandwidth
     entry not positive) no edge-CPU weight: a share or CPU given to a device that sends nothing
     only takes it from the devices that do (D^e = 0 there, eq. 10). Entries of blocks the
     ablation fixes do not gate (the fixed allocation sends with p_max and equal shares)."""
+    if action_map != "unit":
+        return ablation.apply(observation, ACTION_MAPS[action_map].to_action(observation, unit))
     if gate:
         unit = np.array(unit, dtype=float)
         batch, devices = observation.local_queue.shape
@@ -205,10 +321,11 @@ def gated_action(observation, unit: np.ndarray, ablation: Ablation = NO_ABLATION
     return ablation.apply(observation, action_from_unit(observation, unit))
 
 
-def free_dimensions(scenario: Scenario, ablation: Ablation) -> np.ndarray:
-    """(action_size,) bool: the unit-action entries the policy learns; entries of blocks the
+def free_dimensions(scenario: Scenario, ablation: Ablation, action_map: str = "unit") -> np.ndarray:
+    """(action size,) bool: the policy-output entries the policy learns; entries of blocks the
     ablation fixes are left out of the log-probability and the entropy."""
-    per_device = np.array([name not in ablation.fixed for name in DEVICE_ACTIONS])
+    layout = ACTION_MAPS[action_map]
+    per_device = np.array([layout.blocks[name] not in ablation.fixed for name in layout.entries])
     departure = "edge_departure" not in ablation.fixed
     return np.concatenate([np.tile(per_device, scenario.devices), np.full(scenario.stations, departure)])
 
@@ -221,23 +338,22 @@ def reward_scale(observation) -> np.ndarray:
     return np.maximum(observation.psi_max / MBIT * unit, 1e-6)[:, None]
 
 
-def credit(observation, advantage: np.ndarray, scenario: Scenario) -> np.ndarray:
-    """(B, action_size) advantage of every unit-action entry from the (B, N + M+1) advantages of
-    the P2 cost parts (``dtnopt.lyapunov.p2_cost_terms``): within a slot a device's power and
-    local CPU change only its own part, its bandwidth and edge-CPU weights (normalised over the
-    station) the parts of its station's devices and the station, an edge departure only its
-    station's part."""
+def credit(observation, advantage: np.ndarray, scenario: Scenario, action_map: str = "unit") -> np.ndarray:
+    """(B, action size) advantage of every policy-output entry from the (B, N + M+1) advantages
+    of the P2 cost parts (``dtnopt.lyapunov.p2_cost_terms``): within a slot an entry of
+    ``station_shared`` changes the parts of its station's devices and the station (the "unit"
+    map's bandwidth and edge-CPU weights, normalised over the station; the "service" map's
+    bandwidth weight and offload fraction, which moves the station's edge-CPU split), any other
+    per-device entry (power, local CPU, local fraction) only its own part, and an edge departure
+    only its station's part."""
+    layout = ACTION_MAPS[action_map]
     devices = scenario.devices
     own, station = advantage[:, :devices], advantage[:, devices:]
     association = observation.association
     station_total = station_sum(own, association, scenario.stations) + station
     shared = np.take_along_axis(station_total, association, axis=1)
-    per_device = np.stack([shared if name in STATION_SHARED else own for name in DEVICE_ACTIONS], axis=2)
+    per_device = np.stack([shared if name in layout.station_shared else own for name in layout.entries], axis=2)
     return np.concatenate([per_device.reshape(len(own), -1), station], axis=1)
-
-
-STATION_SHARED = frozenset({"bandwidth_share", "edge_cpu"})
-"""Per-device action entries normalised over the device's station (``action_from_unit``)."""
 
 
 def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CConfig, seed: int,
@@ -247,7 +363,7 @@ def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3C
     torch.set_num_threads(1)
     torch.manual_seed(seed + rank)
     local = copy.deepcopy(model)
-    free = torch.as_tensor(free_dimensions(scenario, ablation))
+    free = torch.as_tensor(free_dimensions(scenario, ablation, config.action_map))
     network = Network(scenario, config.envs_per_worker)
     episode_seeds = np.random.default_rng(seed + rank)
     observation = network.reset(int(episode_seeds.integers(HELD_OUT_SEED_BASE)))
@@ -258,7 +374,7 @@ def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3C
             state = torch.from_numpy(observation_features(observation))
             with torch.no_grad():
                 sample = local.policy(state).sample()
-            action = gated_action(observation, sample.numpy(), ablation, config.gate_idle)
+            action = gated_action(observation, sample.numpy(), ablation, config.gate_idle, config.action_map)
             result = network.step(action, check=False)
             features.append(state)
             samples.append(sample)
@@ -282,7 +398,7 @@ def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3C
             returns[t] = running
         advantage = returns - values.detach().numpy()  # (25), per cost part
         if config.decomposed_credit:
-            advantage = np.stack([credit(seen[t], advantage[t], scenario) for t in range(len(seen))])
+            advantage = np.stack([credit(seen[t], advantage[t], scenario, config.action_map) for t in range(len(seen))])
         else:
             advantage = np.repeat(advantage.sum(axis=2, keepdims=True), actions.shape[2], axis=2)
         advantage = torch.as_tensor(advantage.reshape(-1, actions.shape[2]), dtype=torch.float32)
@@ -314,6 +430,12 @@ def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3C
             observation = network.reset(int(episode_seeds.integers(HELD_OUT_SEED_BASE)))
 
 
+def selection_key(row: dict) -> tuple:
+    """Order of evaluated weights for ``keep_best``: all evaluation episodes stable first, then
+    the least mean system cost (P2's objective, summed over the episode)."""
+    return (row["stable"] < 1.0, row["system_cost"])
+
+
 @register("a3c")
 class A3CSolver(Solver):
     """Asynchronous advantage actor-critic (Sec. IV-B, Algorithms 2-3), continuous Gaussian policy."""
@@ -342,14 +464,16 @@ class A3CSolver(Solver):
                 mean = self.model.mean_action(torch.from_numpy(observation_features(observation)))
         finally:
             torch.set_num_threads(threads)
-        return gated_action(observation, mean.numpy(), self.ablation, self.config.gate_idle)
+        return gated_action(observation, mean.numpy(), self.ablation, self.config.gate_idle, self.config.action_map)
 
     # --- training ---
     def fit(self, episodes=None, *, checkpoint=None, progress=True, eval_every=None, eval_seeds=3):
         """Train for ``episodes`` environment episodes (default ``config.episodes``) with
         ``config.workers`` asynchronous workers; evaluate the deterministic policy on
         ``held_out_seeds(eval_seeds)`` every ``eval_every`` episodes (default: ten times per run)
-        and at the end. Returns the learning curve and keeps it as ``self.curve``."""
+        and at the end. Returns the learning curve and keeps it as ``self.curve``. With
+        ``config.keep_best`` the solver (and ``checkpoint``) end with the best evaluated weights
+        (``selection_key``), not the last ones."""
         import pandas as pd
 
         budget = self.config.episodes if episodes is None else episodes
@@ -383,6 +507,7 @@ class A3CSolver(Solver):
         else:
             workers = [context.Process(target=_train_worker, args=args, daemon=True) for args in arguments]
         rows, started, threads = [], time.perf_counter(), torch.get_num_threads()
+        best = {"key": None, "weights": None}
         bar = None
         if progress:
             from tqdm import tqdm
@@ -400,6 +525,9 @@ class A3CSolver(Solver):
             rows.append({"episode": done, "slots": slots, "wall_s": wall,
                          **{name: float(kpis[name].astype(float).mean()) for name in KPI_NAMES}})
             self.curve = pd.DataFrame(rows)
+            key = selection_key(rows[-1])
+            if best["key"] is None or key < best["key"]:
+                best.update(key=key, weights=snapshot)
             if checkpoint is not None:
                 self.save(checkpoint)
 
@@ -444,6 +572,10 @@ class A3CSolver(Solver):
         evaluate(counter["episodes"].value)
         if failure.value:  # the final weights themselves are not finite
             raise FloatingPointError("a3c training produced non-finite weights; the last good checkpoint is kept")
+        if self.config.keep_best and best["weights"] is not None:
+            self.model.load_state_dict(best["weights"])
+            if checkpoint is not None:
+                self.save(checkpoint)
         return self.curve
 
     # --- persistence ---
@@ -469,7 +601,8 @@ class A3CSolver(Solver):
             if getattr(trained, name) != getattr(self.scenario, name):
                 raise ValueError(f"checkpoint {path!s} was trained with {name} ({symbol}) = "
                                  f"{getattr(trained, name)}, this solver's scenario has {getattr(self.scenario, name)}")
-        self.config = A3CConfig(**saved["hyperparameters"])
+        # Checkpoints written before these options existed used the "unit" map and the MLP actor.
+        self.config = A3CConfig(**{"action_map": "unit", "actor": "mlp", **saved["hyperparameters"]})
         self.ablation = ABLATIONS.get(saved["ablation"], NO_ABLATION)
         self.model = ActorCritic(self.scenario, self.config)
         self.model.load_state_dict(saved["state_dict"])

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from dtnopt import KPI_NAMES, Network, Scenario, is_feasible, make, run_episode
-from dtnopt.features import DEVICE_ACTIONS, action_size
+from dtnopt.features import (DEVICE_ACTIONS, SERVICE_ACTIONS, action_size, device_feature_size, observation_features,
+                             service_action_size)
 from dtnopt.lyapunov import p2_cost_terms
-from solvers.a3c import A3CConfig, credit, free_dimensions, gated_action
+from solvers.a3c import ACTION_MAPS, A3CConfig, credit, free_dimensions, gated_action, selection_key
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = Scenario(devices=4, sbs=1, slots=20)
@@ -26,7 +27,8 @@ def weights(solver):
 
 
 @pytest.mark.parametrize("field, value", [("t_max", 0), ("discount", 1.5), ("learning_rate", -1.0),
-                                          ("envs_per_worker", 2.5), ("decomposed_credit", 1)])
+                                          ("envs_per_worker", 2.5), ("decomposed_credit", 1),
+                                          ("action_map", "raw"), ("keep_best", "yes"), ("actor", "cnn")])
 def test_bad_hyperparameter_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         A3CConfig(**{field: value})
@@ -37,12 +39,36 @@ def test_unknown_hyperparameter_is_rejected():
         make("a3c", SMALL, gamma=0.9)
 
 
-def test_default_networks_are_the_papers():
-    model = make("a3c", SMALL).model
-    for network in (model.actor, model.critic):
+@pytest.mark.parametrize("actor", ["device", "mlp"])
+def test_networks_have_the_papers_depth_and_width(actor):
+    model = make("a3c", SMALL, actor=actor).model
+    networks = [model.critic, *(module for module in model.actor.modules() if isinstance(module, torch.nn.Sequential))]
+    assert len(networks) == (3 if actor == "device" else 2)
+    for network in networks:
         hidden = [layer for layer in network if isinstance(layer, torch.nn.Linear)][:-1]
         assert [layer.out_features for layer in hidden] == [128, 128, 128]
     assert make("a3c", SMALL).config.learning_rate == 1e-3
+
+
+def test_device_actor_is_shared_by_the_devices():
+    """Permuting the devices permutes the device actor's per-device entries and leaves the
+    departures unchanged."""
+    solver = make("a3c", SMALL, actor="device", hidden_size=16)
+    torch.nn.init.normal_(solver.model.actor.heads()[0].weight)  # not the near-constant start
+    torch.nn.init.normal_(solver.model.actor.heads()[1].weight)
+    observation = Network(SMALL, batch=2).reset(4)
+    features = torch.from_numpy(observation_features(observation))
+    width, devices = device_feature_size(SMALL), SMALL.devices
+    order = torch.tensor([2, 0, 3, 1])
+    permuted = torch.cat([features[:, : devices * width].reshape(2, devices, width)[:, order].flatten(1),
+                          features[:, devices * width:]], dim=1)
+    with torch.no_grad():
+        out, out_permuted = solver.model.mean_action(features), solver.model.mean_action(permuted)
+    entries = len(ACTION_MAPS[solver.config.action_map].entries)
+    per_device = out[:, : devices * entries].reshape(2, devices, entries)
+    torch.testing.assert_close(out_permuted[:, : devices * entries].reshape(2, devices, entries), per_device[:, order])
+    torch.testing.assert_close(out_permuted[:, devices * entries:], out[:, devices * entries:])
+    assert len(set(per_device[0, :, 0].tolist())) == devices  # devices differ by their own features
 
 
 def test_cost_parts_sum_to_the_p2_cost():
@@ -70,6 +96,22 @@ def test_credit_follows_the_cost_parts_each_entry_changes():
     np.testing.assert_allclose(column["bandwidth_share"], station_total)
     np.testing.assert_allclose(column["edge_cpu"], station_total)
     np.testing.assert_allclose(per_entry[0, 12:], [1000.0, 10000.0])
+    # Service map: the offload moves the station's square-root edge-CPU split, the local
+    # fraction only the device's own part.
+    per_entry = credit(observation, advantage, scenario, "service")
+    per_device = per_entry[0, :9].reshape(3, len(SERVICE_ACTIONS))
+    column = {name: per_device[:, k] for k, name in enumerate(SERVICE_ACTIONS)}
+    np.testing.assert_allclose(column["local_fraction"], [1.0, 10.0, 100.0])
+    np.testing.assert_allclose(column["offload_fraction"], station_total)
+    np.testing.assert_allclose(column["bandwidth_share"], station_total)
+    np.testing.assert_allclose(per_entry[0, 9:], [1000.0, 10000.0])
+
+
+def test_service_map_policy_decides_feasible_actions():
+    solver = make("a3c", SMALL, action_map="service")
+    assert solver.model.log_std.shape == (service_action_size(SMALL),)
+    observation = Network(SMALL, batch=2).reset(3)
+    assert is_feasible(SMALL, solver.decide(observation), observation.association)
 
 
 def test_gate_gives_a_silent_device_no_band_and_no_edge_cpu():
@@ -88,16 +130,18 @@ def test_gate_gives_a_silent_device_no_band_and_no_edge_cpu():
     np.testing.assert_allclose(radio_fixed.edge_cpu, scenario.mbs_cpu / 3)  # p_max is fixed: device 0 sends
 
 
-@pytest.mark.parametrize("ablation, fixed", [("no-cpu", {"local_cpu", "edge_cpu"}),
-                                             ("no-radio", {"bandwidth_share", "power"})])
-def test_ablation_masks_exactly_the_fixed_blocks(ablation, fixed):
+@pytest.mark.parametrize("action_map", ["unit", "service"])
+@pytest.mark.parametrize("ablation, fixed", [("no-cpu", {"local_cpu", "edge_cpu", "local_fraction"}),
+                                             ("no-radio", {"bandwidth_share", "power", "offload_fraction"})])
+def test_ablation_masks_exactly_the_fixed_blocks(ablation, fixed, action_map):
     solver = make(f"a3c-{ablation}", SMALL)
-    free = free_dimensions(SMALL, solver.ablation)
-    assert free.shape == (action_size(SMALL),)
-    per_device = free[: len(DEVICE_ACTIONS) * SMALL.devices].reshape(SMALL.devices, len(DEVICE_ACTIONS))
-    for k, name in enumerate(DEVICE_ACTIONS):
+    layout = ACTION_MAPS[action_map]
+    free = free_dimensions(SMALL, solver.ablation, action_map)
+    assert free.shape == (layout.size(SMALL),)
+    per_device = free[: len(layout.entries) * SMALL.devices].reshape(SMALL.devices, len(layout.entries))
+    for k, name in enumerate(layout.entries):
         assert per_device[:, k].all() == (name not in fixed)
-    assert free[len(DEVICE_ACTIONS) * SMALL.devices:].all() == (ablation != "no-cpu")
+    assert free[len(layout.entries) * SMALL.devices:].all() == (ablation != "no-cpu")
 
 
 def test_ablated_training_leaves_the_fixed_entries_untouched():
@@ -105,7 +149,7 @@ def test_ablated_training_leaves_the_fixed_entries_untouched():
     before = solver.model.log_std.detach().clone()
     solver.fit(episodes=4, progress=False, eval_seeds=1)
     changed = solver.model.log_std.detach() != before
-    free = torch.as_tensor(free_dimensions(SMALL, solver.ablation))
+    free = torch.as_tensor(free_dimensions(SMALL, solver.ablation, solver.config.action_map))
     assert not changed[~free].any()  # no log-probability or entropy gradient reaches them
     assert changed[free].all()
 
@@ -145,13 +189,38 @@ def test_checkpoint_round_trip_and_scenario_check(tmp_path):
         make("a3c", SMALL.replace(sbs=2)).load(path)
 
 
+def test_keep_best_ends_with_the_best_evaluated_weights(tmp_path):
+    assert selection_key({"stable": 1.0, "system_cost": 5.0}) < selection_key({"stable": 0.5, "system_cost": -9.0})
+    path = tmp_path / "a3c.pt"
+    solver = make("a3c", SMALL, seed=1, learning_rate=1e-2, **TINY_TRAINING)
+    curve = solver.fit(episodes=8, progress=False, eval_every=2, eval_seeds=1, checkpoint=path)
+    best = min(range(len(curve)), key=lambda k: selection_key(curve.iloc[k]))
+    kept = run_episode(solver, SMALL, seed=1_000_000).kpi["system_cost"]
+    assert kept == pytest.approx(curve["system_cost"].iloc[best], rel=1e-9)
+    restored = make("a3c", SMALL).load(path)
+    assert run_episode(restored, SMALL, seed=1_000_000).kpi["system_cost"] == pytest.approx(kept, rel=1e-9)
+
+
+def test_checkpoint_of_the_first_version_loads_with_its_unit_map_and_mlp_actor(tmp_path):
+    path = tmp_path / "old.pt"
+    solver = make("a3c", SMALL, action_map="unit", actor="mlp", hidden_size=16)
+    solver.save(path)
+    saved = torch.load(path, weights_only=False)
+    for name in ("action_map", "actor", "keep_best"):  # fields the first version did not have
+        del saved["hyperparameters"][name]
+    torch.save(saved, path)
+    restored = make("a3c", SMALL).load(path)
+    assert restored.config.action_map == "unit" and restored.config.actor == "mlp"
+    assert restored.model.log_std.shape == (action_size(SMALL),)
+
+
 def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     path = tmp_path / "a3c.pt"
     solver = make("a3c", SMALL, **TINY_TRAINING)
     solver.fit(episodes=2, progress=False, checkpoint=path, eval_seeds=1)
     good = weights(solver)
     with torch.no_grad():
-        solver.model.actor[0].weight[0, 0] = math.nan
+        next(solver.model.actor.parameters()).view(-1)[0] = math.nan
     with pytest.raises(FloatingPointError, match="non-finite.*last good checkpoint"):
         solver.fit(episodes=2, progress=False, checkpoint=path, eval_seeds=1)
     kept = make("a3c", SMALL).load(path)
