@@ -6,7 +6,7 @@ A solver only decides: the loop observes, checks, steps and records. Learned sol
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -50,6 +50,16 @@ class Ablation:
         reference = fixed_allocation(observation.scenario, observation.association)
         values = {name: getattr(reference if name in self.fixed else action, name) for name in _BLOCKS}
         return Action(**values)
+
+
+def make_config(config_class, hyperparameters: dict, solver_name: str):
+    """Build a solver's hyper-parameter dataclass; an unknown name raises a ``ValueError``
+    listing the known ones (the dataclass validates the values)."""
+    known = sorted(f.name for f in fields(config_class))
+    unknown = sorted(set(hyperparameters) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {solver_name} hyper-parameter(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return config_class(**hyperparameters)
 
 
 _BLOCKS = ("bandwidth_share", "power", "local_cpu", "edge_cpu", "edge_departure")

@@ -96,7 +96,7 @@ import math
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +112,7 @@ from dtnopt.lyapunov import p2_cost_terms
 from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, held_out_seeds, run_seeds
 from dtnopt.network import Network
 from dtnopt.registry import register
-from dtnopt.solver import ABLATIONS, NO_ABLATION, Ablation, Solver
+from dtnopt.solver import ABLATIONS, NO_ABLATION, Ablation, Solver, make_config
 from dtnopt.topology import station_sum
 
 
@@ -444,11 +444,7 @@ class A3CSolver(Solver):
 
     def __init__(self, scenario: Scenario, ablation: Ablation = NO_ABLATION, seed: int = 0, **hyperparameters):
         super().__init__(scenario, ablation, seed)
-        names = {f.name for f in fields(A3CConfig)}
-        unknown = sorted(set(hyperparameters) - names)
-        if unknown:
-            raise ValueError(f"unknown a3c hyper-parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        self.config = A3CConfig(**hyperparameters)
+        self.config = make_config(A3CConfig, hyperparameters, "a3c")
         torch.manual_seed(seed)
         self.model = ActorCritic(scenario, self.config)
         self.curve = None

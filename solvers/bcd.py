@@ -52,7 +52,7 @@ from dtnopt.channel import power_for_bits, rate, spectral_efficiency
 from dtnopt.config import MBIT
 from dtnopt.lyapunov import evaluate
 from dtnopt.registry import register
-from dtnopt.solver import NO_ABLATION, Solver, fixed_allocation
+from dtnopt.solver import NO_ABLATION, Solver, fixed_allocation, make_config
 from dtnopt.topology import station_sum
 
 from .heuristics import GreedySolver
@@ -188,7 +188,7 @@ class BCDSolver(Solver):
 
     def __init__(self, scenario, ablation=NO_ABLATION, seed=0, **hyperparameters):
         super().__init__(scenario, ablation, seed)
-        self.config = BCDConfig(**hyperparameters)
+        self.config = make_config(BCDConfig, hyperparameters, "bcd")
         self.failures = 0
         self.greedy = GreedySolver(scenario)
         self._programs: dict = {}

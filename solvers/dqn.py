@@ -79,7 +79,7 @@ import math
 import pickle
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -92,7 +92,7 @@ from dtnopt.features import DEVICE_ACTIONS, action_from_unit, observation_featur
 from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, held_out_seeds, run_seeds
 from dtnopt.network import Network
 from dtnopt.registry import register
-from dtnopt.solver import NO_ABLATION, Ablation, Solver, fixed_allocation
+from dtnopt.solver import NO_ABLATION, Ablation, Solver, fixed_allocation, make_config
 
 
 @contextmanager
@@ -202,11 +202,7 @@ class DQNSolver(Solver):
 
     def __init__(self, scenario: Scenario, ablation: Ablation = NO_ABLATION, seed: int = 0, **hyperparameters):
         super().__init__(scenario, ablation, seed)
-        known = {f.name for f in fields(DQNConfig)}
-        unknown = sorted(set(hyperparameters) - known)
-        if unknown:
-            raise ValueError(f"unknown dqn hyper-parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        self.config = DQNConfig(**hyperparameters)
+        self.config = make_config(DQNConfig, hyperparameters, "dqn")
         self.branch_entries = self._learned_entries()
         torch.manual_seed(seed)
         self.q_network = BranchingQNetwork(observation_size(scenario), len(self.branch_entries),

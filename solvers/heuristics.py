@@ -15,7 +15,7 @@ from dtnopt.blocks import (
 from dtnopt.channel import rate
 from dtnopt.registry import register
 from dtnopt.solver import Solver, fixed_allocation
-from dtnopt.topology import station_count, station_sum
+from dtnopt.topology import station_sum
 
 
 @register("equal")

@@ -25,7 +25,7 @@ from dtnopt.blocks import edge_departure_rule
 from dtnopt.channel import rate
 from dtnopt.lyapunov import evaluate
 from dtnopt.registry import register
-from dtnopt.solver import NO_ABLATION, Solver, fixed_allocation
+from dtnopt.solver import NO_ABLATION, Solver, fixed_allocation, make_config
 from dtnopt.topology import station_sum
 
 from .bcd import BCDSolver
@@ -56,7 +56,7 @@ class ReferenceSolver(Solver):
 
     def __init__(self, scenario, ablation=NO_ABLATION, seed=0, **hyperparameters):
         super().__init__(scenario, ablation, seed)
-        self.config = ReferenceConfig(**hyperparameters)
+        self.config = make_config(ReferenceConfig, hyperparameters, "reference")
         if scenario.devices > self.config.max_devices:
             raise ValueError(f"reference solves small instances only: devices must be in "
                              f"[1, {self.config.max_devices}], got {scenario.devices}")
