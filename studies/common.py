@@ -62,24 +62,23 @@ SWEEP = Budget(seeds=3, episodes=1000, eval_every=1000, eval_seeds=1)
 learning-curve budget per training keeps each study within about 2 hours on 2 cores."""
 
 
-def integer_list(text: str) -> list:
-    try:
-        values = [int(item) for item in text.split(",") if item.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one value")
-    return values
+def _comma_separated(kind, described: str):
+    """An argparse type: a non-empty comma-separated list of ``kind`` values."""
+
+    def parse(text: str) -> list:
+        try:
+            values = [kind(item) for item in text.split(",") if item.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {described}, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError("expected at least one value")
+        return values
+
+    return parse
 
 
-def float_list(text: str) -> list:
-    try:
-        values = [float(item) for item in text.split(",") if item.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one value")
-    return values
+integer_list = _comma_separated(int, "integers")
+float_list = _comma_separated(float, "numbers")
 
 
 def name_list(text: str) -> list:
