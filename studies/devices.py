@@ -23,28 +23,41 @@ def growth_claims(values) -> list:
             for solver in dict.fromkeys(values["solver"])]
 
 
-class DevicesStudy(Study):
-    name = "devices"
-    title = "Fig. 6: system cost vs number of devices, full scheme and its ablations"
-    solvers = ("a3c", "a3c-no-cpu", "a3c-no-radio")
+class DeviceSweep(Study):
+    """A study over the number of devices N at fixed M (Figs. 6 and 7): every solver x N x seed,
+    drawn against N. Subclasses set the N values and their claims."""
+
     full = SWEEP
+    devices_default = (10, 20, 30, 40)  # N values of the default run
+    devices_quick = (10, 20, 40)  # N values of --quick
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--scheme", default="a3c", help="solver playing the full scheme (default a3c)")
+        listed = ",".join(map(str, self.devices_default))
+        quick = ",".join(map(str, self.devices_quick))
         parser.add_argument("--devices-values", type=integer_list, default=None,
-                            help="numbers of devices N (default 10,20,30,40; --quick 10,20,40)")
+                            help=f"numbers of devices N (default {listed}; --quick {quick})")
         parser.add_argument("--sbs", type=int, default=3, help="M, number of SBSs (default 3)")
 
-    def default_solvers(self, args) -> list:
-        return [args.scheme, f"{args.scheme}-no-cpu", f"{args.scheme}-no-radio"]
-
     def plan(self, args) -> list:
-        args.devices_values = args.devices_values or ([10, 20, 40] if args.quick else [10, 20, 30, 40])
+        args.devices_values = args.devices_values or list(self.devices_quick if args.quick else self.devices_default)
         return [self.run(args, solver, seed, devices=devices, sbs=args.sbs)
                 for solver in args.solvers for devices in args.devices_values for seed in range(args.seeds)]
 
     def draw(self, table, stem) -> None:
         draw_sweep(table, "devices", stem, self.title)
+
+
+class DevicesStudy(DeviceSweep):
+    name = "devices"
+    title = "Fig. 6: system cost vs number of devices, full scheme and its ablations"
+    solvers = ("a3c", "a3c-no-cpu", "a3c-no-radio")
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--scheme", default="a3c", help="solver playing the full scheme (default a3c)")
+        super().add_arguments(parser)
+
+    def default_solvers(self, args) -> list:
+        return [args.scheme, f"{args.scheme}-no-cpu", f"{args.scheme}-no-radio"]
 
     def claims(self, table) -> tuple:
         values = evaluations(table)

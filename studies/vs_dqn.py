@@ -12,29 +12,15 @@ from __future__ import annotations
 import sys
 
 from .claims import Claim, evaluations, means_table, ordering
-from .common import SWEEP, Study, integer_list
-from .devices import growth_claims
-from .figures import draw_sweep
+from .devices import DeviceSweep, growth_claims
 
 
-class VsDqnStudy(Study):
+class VsDqnStudy(DeviceSweep):
     name = "vs_dqn"
     title = "Fig. 7: system cost vs number of devices, A3C vs DQN"
     solvers = ("a3c", "dqn", "bcd")
-    full = SWEEP
-
-    def add_arguments(self, parser) -> None:
-        parser.add_argument("--devices-values", type=integer_list, default=None,
-                            help="numbers of devices N (default 5,10,15,20; --quick 5,10,20)")
-        parser.add_argument("--sbs", type=int, default=3, help="M, number of SBSs (default 3)")
-
-    def plan(self, args) -> list:
-        args.devices_values = args.devices_values or ([5, 10, 20] if args.quick else [5, 10, 15, 20])
-        return [self.run(args, solver, seed, devices=devices, sbs=args.sbs)
-                for solver in args.solvers for devices in args.devices_values for seed in range(args.seeds)]
-
-    def draw(self, table, stem) -> None:
-        draw_sweep(table, "devices", stem, self.title)
+    devices_default = (5, 10, 15, 20)
+    devices_quick = (5, 10, 20)
 
     def claims(self, table) -> tuple:
         values = evaluations(table)
