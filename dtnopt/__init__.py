@@ -6,7 +6,7 @@ per-slot P2 solver interface. Solvers live in the ``solvers`` package, studies i
 
 from .action import Action, InfeasibleAction, check_feasible, is_feasible, project
 from .config import MBIT, Scenario
-from .loop import KPI_NAMES, Episode, held_out_seeds, run_episode, run_seeds
+from .loop import KPI_NAMES, Episode, held_out_seeds, run_episode, run_seeds, validation_seeds
 from .network import Network
 from .registry import available, make, register
 from .solver import ABLATIONS, Ablation, Solver, fixed_allocation
@@ -15,6 +15,6 @@ from .twin import Observation
 __all__ = [
     "ABLATIONS", "Ablation", "Action", "Episode", "InfeasibleAction", "KPI_NAMES", "MBIT", "Network",
     "Observation", "Scenario", "Solver", "available", "check_feasible", "fixed_allocation", "is_feasible",
-    "held_out_seeds", "make", "project", "register", "run_episode", "run_seeds",
+    "held_out_seeds", "make", "project", "register", "run_episode", "run_seeds", "validation_seeds",
 ]
 __version__ = "0.1.0"

@@ -40,7 +40,7 @@ from .action import Action, max_departure, project
 from .blocks import edge_cpu_split
 from .channel import power_for_bits, rate
 from .config import MBIT, Scenario
-from .topology import station_sum
+from .topology import at_station, station_sum
 from .twin import Observation
 
 DEVICE_ACTIONS = ("bandwidth_share", "power", "local_cpu", "edge_cpu")
@@ -109,14 +109,14 @@ def action_from_unit(observation: Observation, unit: np.ndarray) -> Action:
     """Map a (B, action_size) vector in [0, 1] (clipped) onto a feasible ``Action``."""
     sc = observation.scenario
     batch, devices = observation.local_queue.shape
-    unit = np.clip(np.nan_to_num(np.asarray(unit, dtype=float), nan=0.0), 0.0, 1.0)
+    unit = np.asarray(unit, dtype=float)
+    unit = np.minimum(np.fmax(unit, 0.0), 1.0)  # NaN counts as 0 (fmax ignores NaN)
     per_device = unit[:, : len(DEVICE_ACTIONS) * devices].reshape(batch, devices, len(DEVICE_ACTIONS))
     association = observation.association
 
     def shares(weights):
-        totals = np.take_along_axis(station_sum(weights, association, sc.stations), association, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(totals > 0, weights / totals, 0.0)
+        totals = at_station(station_sum(weights, association, sc.stations), association)
+        return np.divide(weights, totals, out=np.zeros_like(weights), where=totals > 0)
 
     action = Action(
         bandwidth_share=shares(per_device[:, :, 0]),

@@ -119,10 +119,25 @@ HELD_OUT_SEED_BASE = 1_000_000
 
 
 def held_out_seeds(count: int) -> list[int]:
-    """The fixed evaluation seeds shared by training curves and studies."""
+    """The fixed test seeds of studies and of the README's tables (training curves use
+    ``validation_seeds``)."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"count must be an integer >= 0, got {count!r}")
     return [HELD_OUT_SEED_BASE + k for k in range(count)]
+
+
+VALIDATION_SEED_BASE = 2_000_000
+"""Seeds of the episodes learned solvers evaluate on while training (learning curves, model
+selection): ``VALIDATION_SEED_BASE + k``, disjoint from training seeds (below
+``HELD_OUT_SEED_BASE``) and from the test seeds ``held_out_seeds``, so selecting the best
+weights never looks at a test episode."""
+
+
+def validation_seeds(count: int) -> list[int]:
+    """The fixed validation seeds of learning curves and model selection."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count must be an integer >= 0, got {count!r}")
+    return [VALIDATION_SEED_BASE + k for k in range(count)]
 
 
 def run_seeds(solver, scenario: Scenario | None = None, seeds=(0,)) -> "pandas.DataFrame":  # noqa: F821

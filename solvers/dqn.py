@@ -89,7 +89,7 @@ from torch.nn import functional
 
 from dtnopt.config import Scenario
 from dtnopt.features import DEVICE_ACTIONS, action_from_unit, observation_features, observation_size, unit_from_action
-from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, held_out_seeds, run_seeds
+from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, run_seeds, validation_seeds
 from dtnopt.network import Network
 from dtnopt.registry import register
 from dtnopt.solver import NO_ABLATION, Ablation, Solver, fixed_allocation, make_config
@@ -238,7 +238,7 @@ class DQNSolver(Solver):
     # --- training ------------------------------------------------------------------------
     def fit(self, episodes=None, *, checkpoint=None, progress=True, eval_every=None, eval_seeds=3) -> pd.DataFrame:
         """Train for ``episodes`` environment episodes (default ``config.episodes``), ``envs`` at a
-        time, evaluating the greedy policy on ``held_out_seeds(eval_seeds)`` every ``eval_every``
+        time, evaluating the greedy policy on ``validation_seeds(eval_seeds)`` every ``eval_every``
         episodes (default: ten times per run) and at the end. Returns the learning curve."""
         cfg = self.config
         episodes = cfg.episodes if episodes is None else episodes
@@ -300,7 +300,7 @@ class DQNSolver(Solver):
                 bar.set_postfix(epsilon=f"{epsilon:.2f}")
             if done_episodes >= next_eval or done_episodes == episodes:
                 next_eval = (done_episodes // eval_every + 1) * eval_every
-                kpis = run_seeds(self, sc, held_out_seeds(eval_seeds))
+                kpis = run_seeds(self, sc, validation_seeds(eval_seeds))
                 rows.append({"episode": done_episodes, "slots": slots_seen, "wall_s": time.perf_counter() - started,
                              **{name: float(pd.to_numeric(kpis[name]).mean()) for name in KPI_NAMES}})
                 self.curve = pd.DataFrame(rows)

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from dtnopt.features import action_from_unit, action_size, observation_features, observation_size
-from dtnopt.loop import KPI_NAMES, held_out_seeds, run_episode
+from dtnopt.loop import KPI_NAMES, held_out_seeds, run_episode, validation_seeds
 from dtnopt.registry import register
 from dtnopt.solver import NO_ABLATION, Solver
 from studies import ablation, devices, learning_rate, paper, runner, sbs, vs_dqn
@@ -78,7 +78,7 @@ class LinearSearchSolver(Solver):
             costs = {key: self._cost(w, seed) for key, w in {0: best, 1: best + step, -1: best - step}.items()}
             self.weights = best + min(costs, key=costs.get) * step
             if episode % eval_every == 0 or episode == episodes:
-                kpis = pd.DataFrame([run_episode(self, self.scenario, seed=s).kpi for s in held_out_seeds(eval_seeds)])
+                kpis = pd.DataFrame([run_episode(self, self.scenario, seed=s).kpi for s in validation_seeds(eval_seeds)])
                 rows.append({"episode": episode, "slots": episode * 3 * self.scenario.slots,
                              "wall_s": time.perf_counter() - started, **kpis[list(KPI_NAMES)].mean().to_dict()})
                 if checkpoint:
