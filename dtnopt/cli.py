@@ -57,16 +57,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scenario_arguments(train)
     train.add_argument("--episodes", type=int, default=None, help="training budget in episodes (default: the solver's)")
     train.add_argument("--out", required=True, help="checkpoint path to write")
+    train.add_argument("--set", dest="hyper", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
+                       help="a hyper-parameter of the solver, repeatable (e.g. --set counterfactual_credit=true "
+                            "--set actor=station); VALUE is read as JSON, else as a string")
     return parser
 
 
-def _make_solver(name: str, scenario: Scenario):
-    from .registry import make
+def _assignment(text: str) -> tuple:
+    """``NAME=VALUE`` -> (name, value), VALUE read as JSON (numbers, true/false) or else a string."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    return name.strip(), parsed
+
+
+def _make_solver(name: str, scenario: Scenario, hyper: dict | None = None):
+    from .registry import make, resolve
 
     try:
-        return make(name, scenario)
+        resolve(name)
     except ValueError as error:
         raise UsageError(f"argument --solver: {error}") from None
+    try:
+        return make(name, scenario, **(hyper or {}))
+    except (TypeError, ValueError) as error:  # an unknown hyper-parameter or a value out of range
+        raise UsageError(f"argument --set: {error}") from None
 
 
 def _command_solvers(args) -> None:
@@ -113,7 +132,7 @@ def _command_run(args) -> None:
 
 def _command_train(args) -> None:
     scenario = _scenario(args)
-    solver = _make_solver(args.solver, scenario)
+    solver = _make_solver(args.solver, scenario, dict(args.hyper))
     if not solver.learned:
         raise UsageError(f"argument --solver: solver {args.solver!r} is not a learned solver")
     if args.episodes is not None and args.episodes < 1:

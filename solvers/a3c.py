@@ -99,28 +99,53 @@ linear annealing to 0 (now the default)           -49,533     0.0156   10/10   9
 ================================================  ==========  =======  ======  ========
 
 Annealing gains about 2,700 over the constant rate; beyond it, more episodes or more updates
-per episode plateau near -50,000 (78-80% of the equal -> bcd gap), so the default stays 3,000
-episodes of 16 environments per worker. Where the rest of the gap lies (``bcd`` beside the
-default policy on the states ``bcd`` visits, two held-out seeds): local CPU matches ``bcd``'s
-within 5% on average, but the policy offloads from 27% of the device-slots against ``bcd``'s 6%,
-at about the same power per offloading device, so it spends 4x ``bcd``'s radio power for about
-the same offloaded bits (12 vs 13 Mbit per slot). ``bcd`` gives a station's band to few devices;
-the policy spreads it. This is a credit problem: with idle gating a device's power entry also
-claims a share of its station's band and edge CPU, which helps its own cost part and hurts the
-others', and it is credited with its own part only. Crediting it with the station's parts
-removes that bias but adds the noise of the station's other devices, and measured worse (last
-row). A difference reward (each offloading device's effect on its station, one extra
-evaluation of the station per device and slot) is the natural next step and is not done.
+per episode plateau near -50,000 (78-80% of the equal -> bcd gap). Where the rest of the gap
+lies (``bcd`` beside the policy on the states ``bcd`` visits, two held-out seeds): local CPU
+matches ``bcd``'s within 5% on average, but the policy offloads from 27% of the device-slots
+against ``bcd``'s 6%, spends 3.6x ``bcd``'s radio energy and 1.9x its edge-CPU energy for
+about the same offloaded bits, and an offloading device gets on average 47% of its station's
+edge CPU against ``bcd``'s 100%. By (11) a station's edge energy is ``epsilon c (sum_i
+sqrt(D^e_i))^2 / f^e_j`` at best, so splitting its bits over k devices costs up to k times more
+than sending them from one: ``bcd`` lets one device per station offload, the policy spreads.
+Two causes, and an option against each:
+
+- Credit: with idle gating a device's power entry also claims a share of its station's band
+  and edge CPU, which helps its own cost part and hurts the others', and it is credited with its
+  own part only. Crediting it with the station's parts removes that bias but adds the noise of
+  the station's other devices (measured worse, row "power credited with its station's parts").
+  ``counterfactual_credit=True`` instead credits each entry that claims a share with its own
+  part plus its effect on the others this slot, measured against the device idle
+  (``externality``, a difference reward: one extra batch of B x N environments per slot).
+- Coordination: a map shared by all devices cannot let one device of a station offload and its
+  neighbours not unless it sees its neighbours. ``actor="station"`` also feeds each device the
+  mean and max of its station's devices' features.
+
+================================================  ==========  =======  ======  ========
+variant (default otherwise)                       cost        eta_EE   stable  training
+================================================  ==========  =======  ======  ========
+counterfactual credit                             -49,742     0.0146   10/10   229 s*
+station actor                                     -50,597     0.0127   10/10   205 s*
+counterfactual credit + station actor             -53,009     0.0117   10/10   295 s*
+  ... 6,000 episodes                              -54,052     0.0115   10/10   504 s*
+================================================  ==========  =======  ======  ========
+
+(*) measured while a study ran beside it on the same 2 cores: wall times about doubled. With
+both options the policy offloads from 11% of the device-slots, an offloader gets 64% of its
+station's edge CPU, and the radio energy falls to 2x ``bcd``'s. Both stay options, not the
+default, in this version: the studies' results (``studies.paper``) were produced with the
+default above, and the defaults change together with a rerun of the studies.
 
 So the default closes (49,533 - 2,546) / (62,449 - 2,546) = 78% of the equal -> bcd gap in
-system cost, short of the issue's 90% and of greedy (-59,471); its eta_EE of 0.0156 J/Mbit is
-1.8x bcd's 0.0088 (target: within 10%), at a backlog like bcd's (490 vs 463 Mbit). Differences
-of a few thousand are within the run-to-run spread of asynchronous training.
+system cost, and both options together 84% (3,000 episodes) to 86% (6,000), short of the
+issue's 90% and of greedy (-59,471); eta_EE is 1.8x bcd's 0.0088 J/Mbit with the default and
+1.3x with both options (target: within 10%), at a backlog like bcd's (478-490 vs 463 Mbit).
+Differences of a few thousand are within the run-to-run spread of asynchronous training.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import threading
@@ -144,6 +169,9 @@ from dtnopt.registry import register
 from dtnopt.solver import ABLATIONS, NO_ABLATION, Ablation, Solver, make_config
 from dtnopt.topology import station_sum
 
+
+ACTORS = ("device", "station", "mlp")
+"""Actor networks: ``DeviceActor`` without and with its station's context, the paper's MLP."""
 
 LR_SCHEDULES = ("linear", "constant")
 """Learning-rate schedules: "linear" anneals the step size linearly to 0 over the training
@@ -178,9 +206,11 @@ class A3CConfig:
     initial_std: float = 0.3  # initial standard deviation of the Gaussian policy (unit box)
     normalize_advantage: bool = True  # standardise each update's advantages per action entry
     decomposed_credit: bool = True  # advantage per action entry from the P2 cost parts it changes
+    counterfactual_credit: bool = False  # station-shared entries: own part + effect on the others (``externality``)
     gate_idle: bool = True  # no bandwidth or edge CPU for a device whose power entry is 0 ("unit" map only)
     action_map: str = "unit"  # "unit": raw power and CPU (action_from_unit); "service": action_from_service
-    actor: str = "device"  # "device": one MLP shared by the devices (DeviceActor); "mlp": one MLP of all
+    actor: str = "device"  # "device": one MLP shared by the devices (DeviceActor); "station": the same,
+    # also fed the mean and max of its station's devices' features; "mlp": one MLP of all
     keep_best: bool = True  # end with the evaluated weights of least held-out system cost (stable ones first)
 
     def __post_init__(self) -> None:
@@ -197,13 +227,15 @@ class A3CConfig:
             if isinstance(value, bool) or not numeric or not (low <= value <= high):
                 raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'} "
                                  f"in [{low}, {high}], got {value!r}")
-        for name in ("normalize_advantage", "decomposed_credit", "gate_idle", "keep_best"):
+        for name in ("normalize_advantage", "decomposed_credit", "counterfactual_credit", "gate_idle", "keep_best"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.counterfactual_credit and not (self.decomposed_credit and self.action_map == "unit"):
+            raise ValueError("counterfactual_credit needs decomposed_credit=True and action_map='unit'")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if self.actor not in ("mlp", "device"):
-            raise ValueError(f"actor must be 'mlp' or 'device', got {self.actor!r}")
+        if self.actor not in ACTORS:
+            raise ValueError(f"actor must be one of {', '.join(ACTORS)}, got {self.actor!r}")
         if self.action_map not in ACTION_MAPS:
             raise ValueError(f"action_map must be one of {', '.join(ACTION_MAPS)}, got {self.action_map!r}")
 
@@ -249,13 +281,21 @@ class DeviceActor(nn.Module):
     sharing across devices, as the per-device structure of P2 suggests: ``dtnopt.blocks``): its
     input is the device's own features, the stations' and global features and the mean of all
     devices' features (the context). The stations' departures come from a second MLP of the
-    context. Same depth and width as the paper's actor; an option beside it."""
+    context. Same depth and width as the paper's actor; an option beside it.
 
-    def __init__(self, scenario: Scenario, device_outputs: int, config: A3CConfig):
+    With ``station_context`` each device also sees the mean and the max of the features of the
+    devices at its own station (itself included): enough to tell whether it has the best link or
+    the longest queue there, which a shared map needs to let one device of a station offload
+    and the others not (the edge energy of (11) grows when a station's bits are split over more
+    devices, so ``bcd`` gives each station's band and CPU to few devices)."""
+
+    def __init__(self, scenario: Scenario, device_outputs: int, config: A3CConfig, station_context: bool = False):
         super().__init__()
         self.devices, self.width = scenario.devices, device_feature_size(scenario)
+        self.stations, self.station_context = scenario.stations, station_context
         context = scenario.stations + 3 + self.width
-        self.device_net = _mlp(self.width + context, device_outputs, config)
+        local = 2 * self.width if station_context else 0
+        self.device_net = _mlp(self.width + local + context, device_outputs, config)
         self.station_net = _mlp(context, scenario.stations, config)
 
     def heads(self) -> list:
@@ -266,8 +306,21 @@ class DeviceActor(nn.Module):
         own = features[..., :split].reshape(*lead, self.devices, self.width)
         context = torch.cat([features[..., split:], own.mean(-2)], dim=-1)
         shared = context.unsqueeze(-2).expand(*lead, self.devices, context.shape[-1])
-        per_device = self.device_net(torch.cat([own, shared], dim=-1))
+        inputs = [own, shared]
+        if self.station_context:
+            inputs += self._station_context(own)
+        per_device = self.device_net(torch.cat(inputs, dim=-1))
         return torch.cat([per_device.flatten(-2), self.station_net(context)], dim=-1)
+
+    def _station_context(self, own: torch.Tensor) -> list:
+        """(mean, max) over each device's station of the devices' features, per device. The
+        station is read from the one-hot at the end of each device's features."""
+        member = own[..., -self.stations:]  # (..., N, M+1) one-hot
+        count = member.sum(-2).clamp(min=1.0)  # (..., M+1)
+        mean = (member.transpose(-1, -2) @ own) / count.unsqueeze(-1)  # (..., M+1, W)
+        masked = own.unsqueeze(-2).masked_fill(member.unsqueeze(-1) == 0, float("-inf"))  # (..., N, M+1, W)
+        peak = masked.amax(-3).nan_to_num(neginf=0.0)  # (..., M+1, W); 0 at an empty station
+        return [member @ mean, member @ peak]
 
 
 MARGIN = 0.1
@@ -290,14 +343,14 @@ class ActorCritic(nn.Module):
         super().__init__()
         layout = ACTION_MAPS[config.action_map]
         outputs = layout.size(scenario)
-        if config.actor == "device":
-            self.actor = DeviceActor(scenario, len(layout.entries), config)
+        if config.actor in ("device", "station"):
+            self.actor = DeviceActor(scenario, len(layout.entries), config, station_context=config.actor == "station")
         else:
             self.actor = _mlp(observation_size(scenario), outputs, config)
         self.critic = _mlp(observation_size(scenario), scenario.devices + scenario.stations, config)
         self.log_std = nn.Parameter(torch.full((outputs,), math.log(config.initial_std)))
         # Start from the centre of the box with small, state-independent noise in the mean.
-        for head in (self.actor.heads() if config.actor == "device" else [self.actor[-1]]):
+        for head in (self.actor.heads() if isinstance(self.actor, DeviceActor) else [self.actor[-1]]):
             nn.init.uniform_(head.weight, -1e-3, 1e-3)
             nn.init.constant_(head.bias, 0.5)
 
@@ -382,7 +435,8 @@ def reward_scale(observation) -> np.ndarray:
     return np.maximum(observation.psi_max / MBIT * unit, 1e-6)[:, None]
 
 
-def credit(observation, advantage: np.ndarray, scenario: Scenario, action_map: str = "unit") -> np.ndarray:
+def credit(observation, advantage: np.ndarray, scenario: Scenario, action_map: str = "unit",
+           externality: np.ndarray | None = None) -> np.ndarray:
     """(B, action size) advantage of every policy-output entry from the (B, N + M+1) advantages
     of the P2 cost parts (``dtnopt.lyapunov.p2_cost_terms``): within a slot an entry of
     ``station_shared`` changes the parts of its station's devices and the station (the "unit"
@@ -391,15 +445,66 @@ def credit(observation, advantage: np.ndarray, scenario: Scenario, action_map: s
     per-device entry (power, local CPU, local fraction) only its own part, and an edge departure
     only its station's part. (With idle gating the power entry also decides whether the device
     takes a share of its station; crediting it with the station's parts was measured worse, see
-    the module docstring.)"""
+    the module docstring.)
+
+    With ``externality`` ((B, N), reward units, ``externality``), every entry by which a device
+    takes a share of its station (the "unit" map's bandwidth weight, power and edge-CPU weight)
+    gets instead its own part's advantage plus the effect its action had on the other devices'
+    parts: a difference reward, whose counterfactual (the device idle) depends on none of the
+    device's own entries, so it is a valid baseline and the gradient stays unbiased for the whole
+    cost, without the noise of the other devices' own actions that the station total carries."""
     layout = ACTION_MAPS[action_map]
     devices = scenario.devices
     own, station = advantage[:, :devices], advantage[:, devices:]
+    if externality is not None:
+        claimed = own + externality
+        per_device = np.stack([claimed if name in IDLE_ENTRIES else own for name in layout.entries], axis=2)
+        return np.concatenate([per_device.reshape(len(own), -1), station], axis=1)
     association = observation.association
     station_total = station_sum(own, association, scenario.stations) + station
     shared = np.take_along_axis(station_total, association, axis=1)
     per_device = np.stack([shared if name in layout.station_shared else own for name in layout.entries], axis=2)
     return np.concatenate([per_device.reshape(len(own), -1), station], axis=1)
+
+
+IDLE_ENTRIES = ("bandwidth_share", "power", "edge_cpu")
+"""The "unit" map's entries by which a device takes a share of its station (with idle gating,
+power too); set to 0 they leave the device idle: no band, no edge CPU, nothing sent."""
+
+
+def _repeat(observation, times: int):
+    """The observation with every environment repeated ``times`` times (row b * times + k)."""
+    batched = ("device_position", "association", "gain", "spectral_efficiency", "local_queue", "edge_queue",
+               "arrivals", "eta", "beta", "psi_max")
+    return dataclasses.replace(observation, **{name: np.repeat(getattr(observation, name), times, axis=0)
+                                               for name in batched})
+
+
+def externality(observation, unit: np.ndarray, ablation: Ablation, gate: bool) -> np.ndarray:
+    """(B, N) the P2 cost parts (``p2_cost_terms``) of the other devices under the policy output
+    ``unit`` minus the same with device i idle (its ``IDLE_ENTRIES`` at 0) and everyone else
+    unchanged: the cost device i's claim on its station put on the others this slot (only its
+    station's devices can differ). Evaluated on the twin's view with ``serve``, one counterfactual
+    batch of B x N environments."""
+    from dtnopt.service import serve
+
+    scenario = observation.scenario
+    batch, devices = observation.local_queue.shape
+    width = len(DEVICE_ACTIONS)
+    # Row (b, i) of the counterfactual: environment b's output with device i's idle entries at 0.
+    counterfactual = np.repeat(np.asarray(unit, dtype=float), devices, axis=0).reshape(batch, devices, -1)
+    diagonal = np.arange(devices)
+    for name in IDLE_ENTRIES:
+        counterfactual[:, diagonal, diagonal * width + DEVICE_ACTIONS.index(name)] = 0.0
+    units = np.concatenate([unit[:, None, :], counterfactual], axis=1).reshape(batch * (devices + 1), -1)
+    both = _repeat(observation, devices + 1)
+    action = gated_action(both, units, ablation, gate)
+    service = serve(scenario, action, both.local_queue, both.edge_queue, both.association, both.gain)
+    parts = p2_cost_terms(scenario, both, service)[0].reshape(batch, devices + 1, devices)
+    factual, idle_parts = parts[:, 0], parts[:, 1:]  # (B, N), (B, i, j)
+    others = factual.sum(axis=1, keepdims=True) - factual
+    others_idle = idle_parts.sum(axis=2) - idle_parts[:, diagonal, diagonal]
+    return others - others_idle
 
 
 def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CConfig, seed: int,
@@ -415,7 +520,7 @@ def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3C
     observation = network.reset(int(episode_seeds.integers(HELD_OUT_SEED_BASE)))
     while not failure.value and counter["episodes"].value < budget:
         local.load_state_dict(model.state_dict())
-        features, samples, rewards, seen = [], [], [], []
+        features, samples, rewards, seen, spill = [], [], [], [], []
         for _ in range(config.t_max):
             state = torch.from_numpy(observation_features(observation))
             with torch.no_grad():
@@ -426,6 +531,9 @@ def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3C
             samples.append(sample)
             parts = np.concatenate(p2_cost_terms(scenario, observation, result.service), axis=1)
             rewards.append(-parts / reward_scale(observation))
+            if config.counterfactual_credit:
+                spill.append(-externality(observation, sample.numpy(), ablation, config.gate_idle)
+                             / reward_scale(observation))
             seen.append(observation)
             observation = network.observation
             if network.done:
@@ -444,7 +552,8 @@ def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3C
             returns[t] = running
         advantage = returns - values.detach().numpy()  # (25), per cost part
         if config.decomposed_credit:
-            advantage = np.stack([credit(seen[t], advantage[t], scenario, config.action_map) for t in range(len(seen))])
+            advantage = np.stack([credit(seen[t], advantage[t], scenario, config.action_map,
+                                         spill[t] if spill else None) for t in range(len(seen))])
         else:
             advantage = np.repeat(advantage.sum(axis=2, keepdims=True), actions.shape[2], axis=2)
         advantage = torch.as_tensor(advantage.reshape(-1, actions.shape[2]), dtype=torch.float32)

@@ -75,7 +75,8 @@ class AblationStudy(Study):
         values = evaluations(table)
         notes = [
             "- Learned solvers are compared by their final policy on the evaluation episodes; the curves show "
-            "the same KPIs on the held-out episodes of their training-time evaluations.",
+            "the same KPIs on the validation episodes of their training-time evaluations (disjoint from the "
+            "evaluation episodes).",
         ]
         claims = ablation_claims(values)
         return claims, means_table(values, ["solver"]), notes + ablation_notes(claims)

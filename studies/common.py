@@ -44,7 +44,7 @@ class Budget:
     seeds: int  # independent replicates (training seeds, evaluation episodes)
     episodes: int | None  # training episodes per learned run (None: the solver's default)
     eval_every: int | None  # learning-curve point every this many episodes (None: at the end only)
-    eval_seeds: int  # held-out episodes per learning-curve point
+    eval_seeds: int  # validation episodes per learning-curve point
     slots: int = 200  # T, slots per episode (the paper's default)
 
 

@@ -48,7 +48,7 @@ class Run:
     hyper: tuple = ()  # (name, value) pairs given to the solver's constructor
     episodes: int | None = None  # training budget of a learned solver (None: its default)
     eval_every: int | None = None  # learning-curve evaluation period, episodes
-    eval_seeds: int = 3  # held-out episodes per learning-curve point
+    eval_seeds: int = 3  # validation episodes per learning-curve point
     labels: tuple = ()  # extra (column, value) pairs of the long-form table, e.g. the swept rate
 
     @property
@@ -263,7 +263,7 @@ def long_table(study: str, runs: list, root: Path, label_columns: tuple = ()) ->
     Columns: ``study, solver, seed, devices, sbs, *label_columns, phase, episode, metric, value``.
     ``phase`` is ``eval`` for the evaluation episode of the (trained) solver, where ``episode``
     is the training budget of a learned solver and empty otherwise, and ``train`` for the points
-    of a learning curve (mean over its held-out evaluation episodes) at training ``episode``.
+    of a learning curve (mean over its validation episodes) at training ``episode``.
     Metrics: ``dtnopt.loop.KPI_NAMES`` (``stable`` as 0/1), plus ``training_s`` and
     ``training_failed`` (1 when training diverged; its KPIs are then empty) for learned solvers."""
     import pandas as pd

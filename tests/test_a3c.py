@@ -15,8 +15,9 @@ from dtnopt import KPI_NAMES, Network, Scenario, held_out_seeds, is_feasible, ma
 from dtnopt.features import (DEVICE_ACTIONS, SERVICE_ACTIONS, action_size, device_feature_size, observation_features,
                              service_action_size)
 from dtnopt.lyapunov import p2_cost_terms
-from solvers.a3c import (ACTION_MAPS, A3CConfig, credit, free_dimensions, gated_action, scheduled_rate,
-                         selection_key)
+from dtnopt.lyapunov import evaluate
+from solvers.a3c import (ACTION_MAPS, IDLE_ENTRIES, A3CConfig, credit, externality, free_dimensions, gated_action,
+                         scheduled_rate, selection_key)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = Scenario(devices=4, sbs=1, slots=20)
@@ -41,11 +42,11 @@ def test_unknown_hyperparameter_is_rejected():
         make("a3c", SMALL, gamma=0.9)
 
 
-@pytest.mark.parametrize("actor", ["device", "mlp"])
+@pytest.mark.parametrize("actor", ["device", "station", "mlp"])
 def test_networks_have_the_papers_depth_and_width(actor):
     model = make("a3c", SMALL, actor=actor).model
     networks = [model.critic, *(module for module in model.actor.modules() if isinstance(module, torch.nn.Sequential))]
-    assert len(networks) == (3 if actor == "device" else 2)
+    assert len(networks) == (2 if actor == "mlp" else 3)
     for network in networks:
         hidden = [layer for layer in network if isinstance(layer, torch.nn.Linear)][:-1]
         assert [layer.out_features for layer in hidden] == [128, 128, 128]
@@ -58,10 +59,25 @@ def test_learning_rate_is_annealed_linearly_to_zero_by_default():
     assert [scheduled_rate(constant, p) for p in (0.0, 1.0)] == [1e-3, 1e-3]
 
 
-def test_device_actor_is_shared_by_the_devices():
+def test_station_context_is_the_mean_and_max_over_each_devices_station():
+    scenario = Scenario(devices=6, sbs=2)
+    actor = make("a3c", scenario, actor="station", hidden_size=16).model.actor
+    observation = Network(scenario, batch=2).reset(3)
+    width = device_feature_size(scenario)
+    own = torch.from_numpy(observation_features(observation))[:, : 6 * width].reshape(2, 6, width)
+    mean, peak = actor._station_context(own)
+    for b in range(2):
+        for i in range(6):
+            mates = observation.association[b] == observation.association[b, i]
+            torch.testing.assert_close(mean[b, i], own[b, mates].mean(0))
+            torch.testing.assert_close(peak[b, i], own[b, mates].amax(0))
+
+
+@pytest.mark.parametrize("actor", ["device", "station"])
+def test_device_actor_is_shared_by_the_devices(actor):
     """Permuting the devices permutes the device actor's per-device entries and leaves the
     departures unchanged."""
-    solver = make("a3c", SMALL, actor="device", hidden_size=16)
+    solver = make("a3c", SMALL, actor=actor, hidden_size=16)
     torch.nn.init.normal_(solver.model.actor.heads()[0].weight)  # not the near-constant start
     torch.nn.init.normal_(solver.model.actor.heads()[1].weight)
     observation = Network(SMALL, batch=2).reset(4)
@@ -113,6 +129,43 @@ def test_credit_follows_the_cost_parts_each_entry_changes():
     np.testing.assert_allclose(column["offload_fraction"], station_total)
     np.testing.assert_allclose(column["bandwidth_share"], station_total)
     np.testing.assert_allclose(per_entry[0, 9:], [1000.0, 10000.0])
+
+
+def test_externality_is_the_cost_a_device_puts_on_the_others_by_claiming_its_station():
+    scenario = Scenario(devices=5, sbs=1)
+    observation = Network(scenario, batch=2).reset(7)
+    rng = np.random.default_rng(0)
+    unit = rng.uniform(0.0, 1.0, (2, action_size(scenario)))
+    power = DEVICE_ACTIONS.index("power")
+    unit[0, 2 * len(DEVICE_ACTIONS) + power] = -0.5  # device 2 of environment 0 is idle (gated)
+    spill = externality(observation, unit, make("a3c", scenario).ablation, gate=True)
+    assert spill.shape == (2, 5)
+    assert spill[0, 2] == 0.0  # an idle device takes nothing from anyone
+
+    def others(u, i):
+        _, service = evaluate(observation, gated_action(observation, u))
+        parts = p2_cost_terms(scenario, observation, service)[0]
+        return parts.sum(axis=1) - parts[:, i]
+
+    for i in range(5):  # brute force: device i idle, everyone else unchanged
+        idle = unit.copy()
+        for name in IDLE_ENTRIES:
+            idle[:, i * len(DEVICE_ACTIONS) + DEVICE_ACTIONS.index(name)] = 0.0
+        np.testing.assert_allclose(spill[:, i], others(unit, i) - others(idle, i), rtol=1e-9, atol=1e-9)
+    # With it, the entries that claim a share get own + externality; the local CPU its own part.
+    advantage = rng.normal(size=(2, 5 + scenario.stations))
+    per_entry = credit(observation, advantage, scenario, externality=spill)[:, :20].reshape(2, 5, -1)
+    for name in IDLE_ENTRIES:
+        np.testing.assert_allclose(per_entry[:, :, DEVICE_ACTIONS.index(name)], advantage[:, :5] + spill)
+    np.testing.assert_allclose(per_entry[:, :, DEVICE_ACTIONS.index("local_cpu")], advantage[:, :5])
+
+
+def test_counterfactual_credit_trains_and_needs_the_unit_map():
+    with pytest.raises(ValueError, match="counterfactual_credit"):
+        A3CConfig(counterfactual_credit=True, action_map="service")
+    solver = make("a3c", SMALL, counterfactual_credit=True, **TINY_TRAINING)
+    curve = solver.fit(episodes=2, progress=False, eval_seeds=1)
+    assert np.isfinite(curve["system_cost"]).all()
 
 
 def test_service_map_policy_decides_feasible_actions():

@@ -30,6 +30,8 @@ BAD_ARGUMENTS = {
     "extra argument": (["run", "--solver", "equal", "--fast"], "unrecognized arguments: --fast"),
     "train without output": (["train", "--solver", "equal"], "--out"),
     "unknown solver": (["run", "--solver", "nope"], "argument --solver: unknown solver 'nope'; known solvers: "),
+    "set without a value": (["train", "--solver", "a3c", "--out", "x.pt", "--set", "actor"],
+                            "argument --set: expected NAME=VALUE, got 'actor'"),
 }
 # Rejected after the registry is loaded (every solver module imported, seconds per process): run
 # in this process, where it is loaded once.
@@ -38,6 +40,10 @@ BAD_ARGUMENTS_IN_PROCESS = {
                            "argument --model: no checkpoint file at '/nonexistent/model.pt'"),
     "train a heuristic": (["train", "--solver", "equal", "--out", "/tmp/never-written.pt"],
                           "argument --solver: solver 'equal' is not a learned solver"),
+    "unknown hyper-parameter": (["train", "--solver", "a3c", "--out", "/tmp/never-written.pt", "--set", "gamma=0.9"],
+                                "argument --set: unknown a3c hyper-parameter(s) gamma; known: "),
+    "hyper-parameter out of range": (["train", "--solver", "a3c", "--out", "/tmp/never-written.pt",
+                                      "--set", "learning_rate=-1"], "argument --set: learning_rate must be a number in"),
     "unknown ablated solver": (["run", "--solver", "nope-no-cpu"], "argument --solver: unknown solver 'nope-no-cpu'"),
 }
 
@@ -98,3 +104,13 @@ def test_run_prints_a_readable_table(capsys):
     assert main(["run", "--solver", "equal-no-cpu", "--devices", "4", "--slots", "5", "--V", "20"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(KPI_NAMES)
+
+
+def test_train_set_passes_typed_hyper_parameters_to_the_solver():
+    from dtnopt.cli import _make_solver, build_parser
+
+    args = build_parser().parse_args(["train", "--solver", "a3c", "--out", "x.pt", "--set", "counterfactual_credit=true",
+                                      "--set", "actor=station", "--set", "learning_rate=5e-4"])
+    assert args.hyper == [("counterfactual_credit", True), ("actor", "station"), ("learning_rate", 5e-4)]
+    config = _make_solver(args.solver, Scenario(devices=4, sbs=1), dict(args.hyper)).config
+    assert (config.counterfactual_credit, config.actor, config.learning_rate) == (True, "station", 5e-4)
