@@ -211,7 +211,7 @@ class A3CConfig:
     action_map: str = "unit"  # "unit": raw power and CPU (action_from_unit); "service": action_from_service
     actor: str = "device"  # "device": one MLP shared by the devices (DeviceActor); "station": the same,
     # also fed the mean and max of its station's devices' features; "mlp": one MLP of all
-    keep_best: bool = True  # end with the evaluated weights of least held-out system cost (stable ones first)
+    keep_best: bool = True  # end with the evaluated weights of least validation system cost (stable ones first)
 
     def __post_init__(self) -> None:
         ranges = {

@@ -55,6 +55,7 @@ def ablation_notes(claims: list) -> list:
 
 
 class AblationStudy(Study):
+    curves = True
     name = "ablation"
     title = "Fig. 4: system cost vs training episodes, full scheme and its ablations"
     solvers = ("a3c", "a3c-no-cpu", "a3c-no-radio", "bcd", "bcd-no-cpu", "bcd-no-radio")

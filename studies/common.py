@@ -116,6 +116,7 @@ class Study:
     title = "study"
     solvers: tuple = ()  # default solver names
     label_columns: tuple = ()  # extra swept columns of the long-form table besides devices, sbs
+    curves = False  # draws learning curves: non-learned solvers are also scored on the validation episodes
     quick = QUICK
     full = PAPER
 
@@ -148,6 +149,8 @@ class Study:
         training = {}
         if resolve_solver(solver)[0].learned:
             training = {"episodes": args.episodes, "eval_every": args.eval_every, "eval_seeds": args.eval_seeds}
+        elif self.curves:  # a reference line of a learning-curve figure: scored where the curves are
+            training = {"reference_seeds": args.eval_seeds}
         return Run(solver, scenario, seed, hyper=canonical_hyper(solver, scenario, hyper or {}),
                    labels=tuple((labels or {}).items()), **training)
 

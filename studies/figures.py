@@ -61,13 +61,17 @@ def draw_sweep(table, x: str, stem: Path, title: str, style: str | None = None) 
 
 
 def draw_curves(table, stem: Path, title: str, hue: str = "solver") -> None:
-    """Learning curves (metric vs training episode, ``train`` rows) with the evaluation level of
-    every solver without a curve (non-learned references) as a horizontal line and band."""
+    """Learning curves (metric vs training episode, ``train`` rows) with the level of every
+    solver without a curve (non-learned references) as a horizontal line and band: its level on
+    the curves' own validation episodes (``validation`` rows) where the table has it, else on
+    the evaluation episodes (labelled so, as those are other episodes than the curves')."""
     curves = table[table["phase"] == "train"].copy()
     curves[hue] = curves[hue].map(_label)
     curves["episode"] = curves.groupby(hue)["episode"].transform(_snap)
     learned = set(table.loc[table["phase"] == "train", "solver"])
-    references = table[(table["phase"] == "eval") & ~table["solver"].isin(learned)]
+    phase = "validation" if (table["phase"] == "validation").any() else "eval"
+    references = table[(table["phase"] == phase) & ~table["solver"].isin(learned)]
+    where = "" if phase == "validation" else ", evaluation episodes"
     palette = _palette(list(curves[hue]) + list(references["solver"]))
     figure, axes = plt.subplots(1, len(PANELS), figsize=(5.2 * len(PANELS), 4.8))
     for axis, (metric, label) in zip(axes, PANELS):
@@ -80,7 +84,7 @@ def draw_curves(table, stem: Path, title: str, hue: str = "solver") -> None:
             if not len(values):
                 continue
             mean, half = mean_interval(values)
-            axis.axhline(mean, color=palette[solver], linestyle="--", label=f"{solver} (reference)")
+            axis.axhline(mean, color=palette[solver], linestyle="--", label=f"{solver} (reference{where})")
             axis.axhspan(mean - half, mean + half, color=palette[solver], alpha=0.12)
         axis.set_ylabel(label)
         axis.set_xlabel("training episode")

@@ -42,6 +42,7 @@ def best_rate_verdicts(values, solver: str, best: float = PAPER_BEST) -> list:
 
 
 class LearningRateStudy(Study):
+    curves = True
     name = "learning_rate"
     title = "Fig. 8: impact of the learning rate"
     solvers = ("a3c",)

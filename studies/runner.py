@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dtnopt.config import Scenario
-from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, run_episode
+from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, run_episode, run_seeds, validation_seeds
 from dtnopt.registry import make, resolve
 
 CURVE_COLUMNS = ("episode", "slots", "wall_s")
@@ -50,6 +50,7 @@ class Run:
     eval_every: int | None = None  # learning-curve evaluation period, episodes
     eval_seeds: int = 3  # validation episodes per learning-curve point
     labels: tuple = ()  # extra (column, value) pairs of the long-form table, e.g. the swept rate
+    reference_seeds: int = 0  # non-learned runs of curve studies: also scored on this many validation episodes
 
     @property
     def learned(self) -> bool:
@@ -65,6 +66,8 @@ class Run:
                "hyper": [list(pair) for pair in self.hyper]}
         if self.learned:
             key.update(episodes=self.episodes, eval_every=self.eval_every, eval_seeds=self.eval_seeds)
+        elif self.reference_seeds:
+            key.update(reference_seeds=self.reference_seeds)
         return key
 
     def result_key(self) -> dict:
@@ -196,6 +199,10 @@ def execute(run: Run, root: str, progress: bool = False) -> dict:
     }
     if run.learned:
         result["error"] = training.get("error")
+    elif run.reference_seeds:
+        # The level of a reference on the episodes learning curves are scored on (validation).
+        kpis = run_seeds(solver, run.scenario, validation_seeds(run.reference_seeds))
+        result["validation"] = {name: _finite(float(kpis[name].astype(float).mean())) for name in KPI_NAMES}
     write_json(cache.result(run), result)
     return result
 
@@ -262,8 +269,10 @@ def long_table(study: str, runs: list, root: Path, label_columns: tuple = ()) ->
 
     Columns: ``study, solver, seed, devices, sbs, *label_columns, phase, episode, metric, value``.
     ``phase`` is ``eval`` for the evaluation episode of the (trained) solver, where ``episode``
-    is the training budget of a learned solver and empty otherwise, and ``train`` for the points
-    of a learning curve (mean over its validation episodes) at training ``episode``.
+    is the training budget of a learned solver and empty otherwise, ``train`` for the points
+    of a learning curve (mean over its validation episodes) at training ``episode``, and
+    ``validation`` for a non-learned reference scored on those same validation episodes
+    (``Run.reference_seeds``), the level its curve-figure line is drawn at.
     Metrics: ``dtnopt.loop.KPI_NAMES`` (``stable`` as 0/1), plus ``training_s`` and
     ``training_failed`` (1 when training diverged; its KPIs are then empty) for learned solvers."""
     import pandas as pd
@@ -281,6 +290,8 @@ def long_table(study: str, runs: list, root: Path, label_columns: tuple = ()) ->
         for metric, value in metrics.items():
             rows.append({**base, "phase": "eval", "episode": result.get("episodes"), "metric": metric,
                          "value": _number(value)})
+        for metric, value in (result.get("validation") or {}).items():
+            rows.append({**base, "phase": "validation", "episode": None, "metric": metric, "value": _number(value)})
         curve = cache.read_curve(run) if run.learned else None
         if curve is not None:
             for point in curve.to_dict("records"):

@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 
 from dtnopt.features import action_from_unit, action_size, observation_features, observation_size
-from dtnopt.loop import KPI_NAMES, held_out_seeds, run_episode, validation_seeds
+from dtnopt import Scenario, make
+from dtnopt.loop import KPI_NAMES, held_out_seeds, run_episode, run_seeds, validation_seeds
 from dtnopt.registry import register
 from dtnopt.solver import NO_ABLATION, Solver
 from studies import ablation, devices, learning_rate, paper, runner, sbs, vs_dqn
@@ -138,6 +139,13 @@ def test_ablation_end_to_end(tmp_path, episode_counter):
     assert set(curve["solver"]) == {"linear-test", "linear-test-no-cpu", "linear-test-no-radio"}
     assert sorted(curve["episode"].unique()) == [3]
     assert evaluation.groupby(["solver", "metric"]).size().eq(2).all()
+    # the references' lines on the curve figure sit at their level on the curves' validation episodes
+    validation = table[(table["phase"] == "validation") & (table["metric"] == "system_cost")]
+    assert set(validation["solver"]) == {"greedy", "greedy-no-cpu", "greedy-no-radio"}
+    resolved = json.loads((tmp_path / "ablation.json").read_text())["config"]
+    greedy = make("greedy", Scenario(devices=4, sbs=resolved["sbs"], slots=resolved["slots"]))
+    expected = run_seeds(greedy, greedy.scenario, validation_seeds(resolved["eval_seeds"]))["system_cost"].mean()
+    assert validation.loc[validation["solver"] == "greedy", "value"].to_numpy() == pytest.approx(expected)
     # every solver faces the same held-out episodes, one per seed
     assert sorted(set(seed for _, seed in episode_counter)) == held_out_seeds(2)
     assert LinearSearchSolver.fits == 3 * 2
