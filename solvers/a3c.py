@@ -128,6 +128,7 @@ station actor                                     -50,597     0.0127   10/10   2
 counterfactual credit + station actor             -53,009     0.0117   10/10   295 s*
   ... 6,000 episodes                              -54,052     0.0115   10/10   504 s*
   ... 12,000 episodes                             -56,662     0.0111   10/10   431 s
+  ... 12,000 episodes, training seed 1            -55,535     0.0112   10/10   498 s
 ================================================  ==========  =======  ======  ========
 
 (*) measured while a study ran beside it on the same 2 cores: wall times about doubled; the
@@ -140,7 +141,7 @@ default needs a fresh ``--out``).
 
 So the default closes (49,533 - 2,546) / (62,449 - 2,546) = 78% of the equal -> bcd gap in
 system cost; both options together close 84% (3,000 episodes), 86% (6,000) and 90.3% (12,000
-episodes, 7 min on 2 cores; one training seed), still short of greedy (-59,471). eta_EE is
+episodes, 7 min on 2 cores; 88.5% with training seed 1), still short of greedy (-59,471). eta_EE is
 1.8x bcd's 0.0088 J/Mbit with the default and 1.26x with both options and 12,000 episodes
 (target: within 10%), at a backlog near bcd's (473-490 vs 463 Mbit). Differences of a few
 thousand are within the run-to-run spread of asynchronous training.
