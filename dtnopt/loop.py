@@ -121,9 +121,7 @@ HELD_OUT_SEED_BASE = 1_000_000
 def held_out_seeds(count: int) -> list[int]:
     """The fixed test seeds of studies and of the README's tables (training curves use
     ``validation_seeds``)."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ValueError(f"count must be an integer >= 0, got {count!r}")
-    return [HELD_OUT_SEED_BASE + k for k in range(count)]
+    return _seed_list(HELD_OUT_SEED_BASE, count)
 
 
 VALIDATION_SEED_BASE = 2_000_000
@@ -135,9 +133,13 @@ weights never looks at a test episode."""
 
 def validation_seeds(count: int) -> list[int]:
     """The fixed validation seeds of learning curves and model selection."""
+    return _seed_list(VALIDATION_SEED_BASE, count)
+
+
+def _seed_list(base: int, count: int) -> list[int]:
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"count must be an integer >= 0, got {count!r}")
-    return [VALIDATION_SEED_BASE + k for k in range(count)]
+    return [base + k for k in range(count)]
 
 
 def run_seeds(solver, scenario: Scenario | None = None, seeds=(0,)) -> "pandas.DataFrame":  # noqa: F821

@@ -62,6 +62,16 @@ def make_config(config_class, hyperparameters: dict, solver_name: str):
     return config_class(**hyperparameters)
 
 
+def check_fit_arguments(episodes, eval_every, eval_seeds) -> None:
+    """The budget arguments of a learned solver's ``fit``: integers >= 1 (``eval_every`` may be
+    None, the solver's default); a ``ValueError`` names the bad one."""
+    for name, value in (("episodes", episodes), ("eval_every", eval_every), ("eval_seeds", eval_seeds)):
+        if name == "eval_every" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
 _BLOCKS = ("bandwidth_share", "power", "local_cpu", "edge_cpu", "edge_departure")
 NO_ABLATION = Ablation()
 ABLATIONS = {

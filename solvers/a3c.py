@@ -150,7 +150,6 @@ thousand are within the run-to-run spread of asynchronous training.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import os
 import threading
@@ -171,7 +170,7 @@ from dtnopt.lyapunov import p2_cost_terms
 from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, run_seeds, validation_seeds
 from dtnopt.network import Network
 from dtnopt.registry import register
-from dtnopt.solver import ABLATIONS, NO_ABLATION, Ablation, Solver, make_config
+from dtnopt.solver import ABLATIONS, NO_ABLATION, Ablation, Solver, check_fit_arguments, make_config
 from dtnopt.topology import station_sum
 
 
@@ -477,14 +476,6 @@ IDLE_ENTRIES = ("bandwidth_share", "power", "edge_cpu")
 power too); set to 0 they leave the device idle: no band, no edge CPU, nothing sent."""
 
 
-def _repeat(observation, times: int):
-    """The observation with every environment repeated ``times`` times (row b * times + k)."""
-    batched = ("device_position", "association", "gain", "spectral_efficiency", "local_queue", "edge_queue",
-               "arrivals", "eta", "beta", "psi_max")
-    return dataclasses.replace(observation, **{name: np.repeat(getattr(observation, name), times, axis=0)
-                                               for name in batched})
-
-
 def externality(observation, unit: np.ndarray, ablation: Ablation, gate: bool) -> np.ndarray:
     """(B, N) the P2 cost parts (``p2_cost_terms``) of the other devices under the policy output
     ``unit`` minus the same with device i idle (its ``IDLE_ENTRIES`` at 0) and everyone else
@@ -502,7 +493,7 @@ def externality(observation, unit: np.ndarray, ablation: Ablation, gate: bool) -
     for name in IDLE_ENTRIES:
         counterfactual[:, diagonal, diagonal * width + DEVICE_ACTIONS.index(name)] = 0.0
     units = np.concatenate([unit[:, None, :], counterfactual], axis=1).reshape(batch * (devices + 1), -1)
-    both = _repeat(observation, devices + 1)
+    both = observation.select(np.repeat(np.arange(batch), devices + 1))  # row b * (N+1) + k
     action = gated_action(both, units, ablation, gate)
     service = serve(scenario, action, both.local_queue, both.edge_queue, both.association, both.gain)
     parts = p2_cost_terms(scenario, both, service)[0].reshape(batch, devices + 1, devices)
@@ -535,10 +526,10 @@ def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3C
             features.append(state)
             samples.append(sample)
             parts = np.concatenate(p2_cost_terms(scenario, observation, result.service), axis=1)
-            rewards.append(-parts / reward_scale(observation))
+            scale = reward_scale(observation)
+            rewards.append(-parts / scale)
             if config.counterfactual_credit:
-                spill.append(-externality(observation, sample.numpy(), ablation, config.gate_idle)
-                             / reward_scale(observation))
+                spill.append(-externality(observation, sample.numpy(), ablation, config.gate_idle) / scale)
             seen.append(observation)
             observation = network.observation
             if network.done:
@@ -636,13 +627,8 @@ class A3CSolver(Solver):
         import pandas as pd
 
         budget = self.config.episodes if episodes is None else episodes
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-            raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
+        check_fit_arguments(budget, eval_every, eval_seeds)
         eval_every = max(1, budget // 10) if eval_every is None else eval_every
-        if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
-            raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
-        if isinstance(eval_seeds, bool) or not isinstance(eval_seeds, int) or eval_seeds < 1:
-            raise ValueError(f"eval_seeds must be an integer >= 1, got {eval_seeds!r}")
 
         shared = copy.deepcopy(self.model).share_memory()
         optimizer = SharedAdam(shared.parameters(), lr=self.config.learning_rate).share_memory()

@@ -92,7 +92,7 @@ from dtnopt.features import DEVICE_ACTIONS, action_from_unit, observation_featur
 from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, run_seeds, validation_seeds
 from dtnopt.network import Network
 from dtnopt.registry import register
-from dtnopt.solver import NO_ABLATION, Ablation, Solver, fixed_allocation, make_config
+from dtnopt.solver import NO_ABLATION, Ablation, Solver, check_fit_arguments, fixed_allocation, make_config
 
 
 @contextmanager
@@ -242,14 +242,9 @@ class DQNSolver(Solver):
         episodes (default: ten times per run) and at the end. Returns the learning curve."""
         cfg = self.config
         episodes = cfg.episodes if episodes is None else episodes
-        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-            raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
+        check_fit_arguments(episodes, eval_every, eval_seeds)
         if eval_every is None:
             eval_every = max(1, math.ceil(episodes / 10))
-        if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
-            raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
-        if isinstance(eval_seeds, bool) or not isinstance(eval_seeds, int) or eval_seeds < 1:
-            raise ValueError(f"eval_seeds must be an integer >= 1, got {eval_seeds!r}")
 
         with single_thread():
             return self._train(episodes, checkpoint, progress, eval_every, eval_seeds)
