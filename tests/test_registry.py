@@ -92,3 +92,11 @@ def test_third_party_solvers_are_found_through_entry_points(monkeypatch):
     solver = make("plugin-no-cpu", TINY)
     assert type(solver) is Plugin and solver.ablation is ABLATIONS["no-cpu"]
     assert len(run_episode(solver, TINY, seed=0).slots) == TINY.slots
+
+
+@pytest.mark.parametrize("solver", ["a3c", "dqn"])
+@pytest.mark.parametrize("budget, field", [({"episodes": 0}, "episodes"), ({"eval_every": 2.5}, "eval_every"),
+                                           ({"eval_seeds": True}, "eval_seeds")])
+def test_learned_solvers_reject_a_bad_training_budget_naming_it(solver, budget, field):
+    with pytest.raises(ValueError, match=f"{field} must be an integer >= 1"):
+        make(solver, Scenario(devices=3, sbs=1, slots=5)).fit(**{"episodes": 1, **budget}, progress=False)
