@@ -76,12 +76,6 @@ def by_link(by_station: np.ndarray, devices_shape: tuple) -> np.ndarray:
     return np.ascontiguousarray(by_station.T).reshape(tuple(devices_shape) + (len(by_station),))
 
 
-def station_distances(positions: np.ndarray, stations: np.ndarray) -> np.ndarray:
-    """(B, N, M+1) distances r_ij between every device and every station, m."""
-    squared = by_link(squared_distances_by_station(positions, stations), positions.shape[:-1])
-    return np.sqrt(squared, out=squared)
-
-
 def coverage(scenario: Scenario, distances: np.ndarray, squared: bool = False) -> np.ndarray:
     """(B, N, M+1) bool: station j can serve device i. The MBS covers the whole area, an SBS
     covers the disc of radius gamma_s (Sec. II-B-1). With ``squared``, ``distances`` holds r^2."""
@@ -90,15 +84,10 @@ def coverage(scenario: Scenario, distances: np.ndarray, squared: bool = False) -
     return covered
 
 
-def associate(scenario: Scenario, distances: np.ndarray) -> np.ndarray:
-    """(B, N) station index of each device: the nearest SBS whose coverage holds the device,
-    else the MBS (index 0). This is the edge set of the graph G."""
-    squared_by_station = np.ascontiguousarray(np.square(distances).reshape(-1, distances.shape[-1]).T)
-    return nearest_covering_station(scenario, squared_by_station).reshape(distances.shape[:-1])
-
-
 def nearest_covering_station(scenario: Scenario, squared_by_station: np.ndarray) -> np.ndarray:
-    """(B N,) ``associate`` from station-major squared distances (M+1, B N)."""
+    """(B N,) station index of each device from station-major squared distances (M+1, B N):
+    the nearest SBS whose coverage holds the device, else the MBS (index 0). This is the edge
+    set of the graph G."""
     sbs = squared_by_station[1:]
     if len(sbs) == 0:
         return np.zeros(squared_by_station.shape[1], dtype=np.intp)
