@@ -62,6 +62,17 @@ def make_config(config_class, hyperparameters: dict, solver_name: str):
     return config_class(**hyperparameters)
 
 
+def check_ranges(config, ranges: dict) -> None:
+    """Validate hyper-parameters: ``ranges`` maps a field of ``config`` to ``(low, high, kind)``
+    with ``kind`` int or float; a ``ValueError`` names the field, its kind and its range."""
+    for name, (low, high, kind) in ranges.items():
+        value = getattr(config, name)
+        numeric = isinstance(value, int) if kind is int else isinstance(value, (int, float))
+        if isinstance(value, bool) or not numeric or not low <= value <= high:  # NaN fails the range
+            raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'} "
+                             f"in [{low}, {high}], got {value!r}")
+
+
 def check_fit_arguments(episodes, eval_every, eval_seeds) -> None:
     """The budget arguments of a learned solver's ``fit``: integers >= 1 (``eval_every`` may be
     None, the solver's default); a ``ValueError`` names the bad one."""

@@ -170,7 +170,7 @@ from dtnopt.lyapunov import p2_cost_terms
 from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, run_seeds, validation_seeds
 from dtnopt.network import Network
 from dtnopt.registry import register
-from dtnopt.solver import ABLATIONS, NO_ABLATION, Ablation, Solver, check_fit_arguments, make_config
+from dtnopt.solver import ABLATIONS, NO_ABLATION, Ablation, Solver, check_fit_arguments, check_ranges, make_config
 from dtnopt.topology import station_sum
 
 
@@ -225,12 +225,7 @@ class A3CConfig:
             "entropy_coef": (0.0, 100.0, float), "value_coef": (0.0, 100.0, float), "bound_coef": (0.0, 1e6, float),
             "max_grad_norm": (1e-9, 1e9, float), "initial_std": (1e-6, 10.0, float),
         }
-        for name, (low, high, kind) in ranges.items():
-            value = getattr(self, name)
-            numeric = isinstance(value, int) if kind is int else isinstance(value, (int, float))
-            if isinstance(value, bool) or not numeric or not (low <= value <= high):
-                raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'} "
-                                 f"in [{low}, {high}], got {value!r}")
+        check_ranges(self, ranges)
         for name in ("normalize_advantage", "decomposed_credit", "counterfactual_credit", "gate_idle", "keep_best"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")

@@ -92,7 +92,7 @@ from dtnopt.features import DEVICE_ACTIONS, action_from_unit, observation_featur
 from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, run_seeds, validation_seeds
 from dtnopt.network import Network
 from dtnopt.registry import register
-from dtnopt.solver import NO_ABLATION, Ablation, Solver, check_fit_arguments, fixed_allocation, make_config
+from dtnopt.solver import NO_ABLATION, Ablation, Solver, check_fit_arguments, check_ranges, fixed_allocation, make_config
 
 
 @contextmanager
@@ -141,12 +141,7 @@ class DQNConfig:
             "exploration_fraction": (0.0, 1.0, float), "reward_scale": (1e-12, 1e12, float),
             "unstable_penalty": (0.0, 1e12, float), "max_grad_norm": (1e-12, 1e12, float),
         }
-        for name, (lo, hi, kind) in ranges.items():
-            value = getattr(self, name)
-            ok_type = isinstance(value, int) if kind is int else isinstance(value, (int, float))
-            if isinstance(value, bool) or not ok_type or not math.isfinite(value) or not lo <= value <= hi:
-                kind_name = "an integer" if kind is int else "a number"
-                raise ValueError(f"{name} must be {kind_name} in [{lo}, {hi}], got {value!r}")
+        check_ranges(self, ranges)
 
 
 class BranchingQNetwork(nn.Module):

@@ -25,7 +25,7 @@ from dtnopt.blocks import edge_departure_rule
 from dtnopt.channel import rate
 from dtnopt.lyapunov import evaluate
 from dtnopt.registry import register
-from dtnopt.solver import NO_ABLATION, Solver, fixed_allocation, make_config
+from dtnopt.solver import NO_ABLATION, Solver, check_ranges, fixed_allocation, make_config
 from dtnopt.topology import station_sum
 
 from .bcd import BCDSolver
@@ -44,10 +44,8 @@ class ReferenceConfig:
     iterations: int = 300  # SLSQP iteration cap per start
 
     def __post_init__(self):
-        for name, low, high in (("random_starts", 0, 10_000), ("max_devices", 1, 64), ("iterations", 1, 100_000)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+        check_ranges(self, {"random_starts": (0, 10_000, int), "max_devices": (1, 64, int),
+                            "iterations": (1, 100_000, int)})
 
 
 @register("reference")
