@@ -160,16 +160,17 @@ def test_externality_is_the_cost_a_device_puts_on_the_others_by_claiming_its_sta
     np.testing.assert_allclose(per_entry[:, :, DEVICE_ACTIONS.index("local_cpu")], advantage[:, :5])
 
 
-def test_counterfactual_credit_trains_and_needs_the_unit_map():
-    with pytest.raises(ValueError, match="counterfactual_credit"):
-        A3CConfig(counterfactual_credit=True, action_map="service")
-    solver = make("a3c", SMALL, counterfactual_credit=True, **TINY_TRAINING)
+def test_counterfactual_credit_is_the_default_trains_and_needs_the_unit_map():
+    assert A3CConfig().counterfactual_credit and A3CConfig().actor == "station"
+    with pytest.raises(ValueError, match="counterfactual_credit .*set counterfactual_credit=False"):
+        A3CConfig(action_map="service")
+    solver = make("a3c", SMALL, **TINY_TRAINING)
     curve = solver.fit(episodes=2, progress=False, eval_seeds=1)
     assert np.isfinite(curve["system_cost"]).all()
 
 
 def test_service_map_policy_decides_feasible_actions():
-    solver = make("a3c", SMALL, action_map="service")
+    solver = make("a3c", SMALL, action_map="service", counterfactual_credit=False)
     assert solver.model.log_std.shape == (service_action_size(SMALL),)
     observation = Network(SMALL, batch=2).reset(3)
     assert is_feasible(SMALL, solver.decide(observation), observation.association)
