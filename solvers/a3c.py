@@ -9,14 +9,16 @@ loss (27) to the global networks lock-free (Hogwild) through a shared-state Adam
 global step counter is updated under a lock. ``n_workers=1`` runs the same worker in a thread
 of the calling process (no process start-up) and is deterministic under a seed. The caller's
 process is the evaluator: it watches the counter and scores the deterministic policy on held-out
-seeds.
+seeds (with one worker, the worker thread itself evaluates between two updates, so the
+evaluated weights, and with ``keep_best`` the kept ones, do not depend on thread timing).
 
 Engineering choices (the paper leaves them open):
 
-- Actor (``actor``): by default ``DeviceActor``, one MLP (the paper's 3 x 128 ReLU) shared by
-  all devices, fed each device's own features plus a context (stations, globals, mean over
-  devices), and a second MLP of the context for the departures; ``actor="mlp"`` is the paper's
-  single MLP over the whole observation. The critic is the paper's MLP either way. P2 is a sum
+- Actor (``actor``): ``DeviceActor``, one MLP (the paper's 3 x 128 ReLU) shared by all
+  devices, fed each device's own features plus a context (stations, globals, mean over
+  devices) and, by default (``actor="station"``), the mean and max of its station's devices'
+  features; a second MLP of the context gives the departures. ``actor="device"`` leaves out the
+  station's features; ``actor="mlp"`` is the paper's single MLP over the whole observation. The critic is the paper's MLP either way. P2 is a sum
   of per-device problems coupled only through the stations (``dtnopt.blocks``), so one shared
   per-device map learns from 20 devices' samples at once and generalises over devices.
 - Action map (``action_map``): "unit" (default) is ``action_from_unit`` (raw power and CPU);
@@ -126,6 +128,7 @@ variant (default otherwise)                       cost        eta_EE   stable  t
 counterfactual credit                             -49,742     0.0146   10/10   229 s*
 station actor                                     -50,597     0.0127   10/10   205 s*
 counterfactual credit + station actor             -53,009     0.0117   10/10   295 s*
+  ... edge CPU by square-root split of bits sent  -51,961     0.0118   10/10   499 s*
   ... 6,000 episodes                              -54,052     0.0115   10/10   504 s*
   ... 12,000 episodes                             -56,662     0.0111   10/10   431 s
   ... 12,000 episodes, training seed 1            -55,535     0.0112   10/10   498 s
@@ -134,17 +137,22 @@ counterfactual credit + station actor             -53,009     0.0117   10/10   2
 (*) measured while a study ran beside it on the same 2 cores: wall times about doubled; the
 12,000-episode run had the machine to itself. With both options the policy offloads from 11% of
 the device-slots, an offloader gets 64% of its station's edge CPU, and the radio energy falls to
-2x ``bcd``'s. Both stay options, not the default, in this version: the studies' results
-(``studies.paper``) were produced with the default above, and the defaults change together with
-a rerun of the studies (the run cache is keyed by non-default hyper-parameters, so a changed
-default needs a fresh ``--out``).
+2x ``bcd``'s. Taking the edge CPU out of the policy (each station's CPU split by the square root of
+the bits its devices send, ``dtnopt.blocks.edge_cpu_split``, the best split for those bits)
+measured no better (row "... square-root split"), so the remaining gap is in who
+sends and how much, not in the split; it was not kept.
 
-So the default closes (49,533 - 2,546) / (62,449 - 2,546) = 78% of the equal -> bcd gap in
-system cost; both options together close 84% (3,000 episodes), 86% (6,000) and 90.3% (12,000
-episodes, 7 min on 2 cores; 88.5% with training seed 1), still short of greedy (-59,471). eta_EE is
-1.8x bcd's 0.0088 J/Mbit with the default and 1.26x with both options and 12,000 episodes
-(target: within 10%), at a backlog near bcd's (473-490 vs 463 Mbit). Differences of a few
-thousand are within the run-to-run spread of asynchronous training.
+Both options and the 12,000-episode budget are the default since the third version (the
+studies were rerun with it). Without them the policy closes (49,533 - 2,546) / (62,449 - 2,546)
+= 78% of the equal -> bcd gap in system cost; with them 84% (3,000 episodes), 86% (6,000) and
+90.3% (12,000 episodes, 7 min on 2 cores; 88.5% with training seed 1), still short of greedy
+(-59,471). eta_EE is 1.8x bcd's 0.0088 J/Mbit without them and 1.26x with them (target: within
+10%), at a backlog near bcd's (473-490 vs 463 Mbit). Differences of a few thousand are within
+the run-to-run spread of asynchronous training.
+
+Decision path: ``decide`` computes the mean action with ``NumpyActor`` (numpy, float32, the
+torch actor's current weights), because at batch 1 torch's per-call overhead outweighs the
+arithmetic of a network this small.
 """
 
 from __future__ import annotations
@@ -372,6 +380,57 @@ class ActorCritic(nn.Module):
     def value(self, features: torch.Tensor) -> torch.Tensor:
         """Value of each part of the P2 cost (device parts, then station parts)."""
         return self.critic(features)
+
+
+class NumpyActor:
+    """``ActorCritic.mean_action`` computed with numpy (float32) from the actor's current weights:
+    the decision path. At batch 1 a network this small costs torch more in per-call overhead
+    than in arithmetic (0.29 ms against 0.09 ms for the station actor, N=20); training stays in
+    torch. The weights are re-read whenever a parameter changed in place (``Tensor._version``:
+    an optimizer step or ``load_state_dict``), so it never acts on stale weights."""
+
+    def __init__(self, actor: nn.Module):
+        self.actor, self.parameters, self.version, self.nets = actor, list(actor.parameters()), None, None
+
+    def _layers(self, sequential: nn.Sequential) -> list:
+        return [(module.weight.detach().numpy().T.copy(), module.bias.detach().numpy().copy())
+                for module in sequential if isinstance(module, nn.Linear)]
+
+    def _refresh(self) -> None:
+        version = [param._version for param in self.parameters]
+        if version != self.version:
+            sequentials = ([self.actor.device_net, self.actor.station_net] if isinstance(self.actor, DeviceActor)
+                           else [self.actor])
+            self.nets, self.version = [self._layers(net) for net in sequentials], version
+
+    @staticmethod
+    def _mlp(layers: list, inputs: np.ndarray) -> np.ndarray:
+        hidden = inputs
+        for weight, bias in layers[:-1]:
+            hidden = hidden @ weight
+            hidden += bias
+            np.maximum(hidden, 0.0, out=hidden)
+        weight, bias = layers[-1]
+        return hidden @ weight + bias
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        self._refresh()
+        features = np.asarray(features, dtype=np.float32)
+        if not isinstance(self.actor, DeviceActor):
+            return self._mlp(self.nets[0], features)
+        actor = self.actor
+        batch, split = len(features), actor.devices * actor.width
+        own = features[:, :split].reshape(batch, actor.devices, actor.width)
+        context = np.concatenate([features[:, split:], own.mean(axis=1)], axis=1)
+        inputs = [own, np.broadcast_to(context[:, None, :], (batch, actor.devices, context.shape[1]))]
+        if actor.station_context:
+            member = own[:, :, -actor.stations:]  # (B, N, M+1) one-hot, as in DeviceActor._station_context
+            mean = (member.transpose(0, 2, 1) @ own) / np.maximum(member.sum(axis=1), 1.0)[:, :, None]
+            peak = np.where(member[:, :, :, None] > 0, own[:, :, None, :], -np.inf).max(axis=1)
+            peak[np.isneginf(peak)] = 0.0
+            inputs += [member @ mean, member @ peak]
+        per_device = self._mlp(self.nets[0], np.concatenate(inputs, axis=2))
+        return np.concatenate([per_device.reshape(batch, -1), self._mlp(self.nets[1], context)], axis=1)
 
 
 class SharedAdam(torch.optim.Adam):
@@ -603,18 +662,19 @@ class A3CSolver(Solver):
         self.model = ActorCritic(scenario, self.config)
         self.curve = None
 
+    @property
+    def model(self) -> ActorCritic:
+        return self._model
+
+    @model.setter
+    def model(self, model: ActorCritic) -> None:
+        self._model, self._decider = model, NumpyActor(model.actor)
+
     # --- acting ---
     def decide(self, observation):
-        threads = torch.get_num_threads()
-        # A forward pass this small only loses from intra-op threads (on a busy machine a
-        # multi-threaded one was measured 300x slower).
-        torch.set_num_threads(1)
-        try:
-            with torch.no_grad():
-                mean = self.model.mean_action(torch.from_numpy(observation_features(observation)))
-        finally:
-            torch.set_num_threads(threads)
-        return gated_action(observation, mean.numpy(), self.ablation, self.config.gate_idle, self.config.action_map)
+        """The deterministic mean action (``NumpyActor``) through the shared map."""
+        mean = self._decider(observation_features(observation))
+        return gated_action(observation, mean, self.ablation, self.config.gate_idle, self.config.action_map)
 
     # --- training ---
     def fit(self, episodes=None, *, checkpoint=None, progress=True, eval_every=None, eval_seeds=3):

@@ -95,6 +95,27 @@ def test_device_actor_is_shared_by_the_devices(actor):
     assert len(set(per_device[0, :, 0].tolist())) == devices  # devices differ by their own features
 
 
+@pytest.mark.parametrize("actor", ["device", "station", "mlp"])
+def test_numpy_decision_path_is_the_torch_actor_and_follows_its_weights(actor):
+    """``decide`` uses ``NumpyActor``: the same mean as the torch actor, on a batch, and again after
+    the weights change in place (an optimizer step, ``load_state_dict``)."""
+    scenario = Scenario(devices=6, sbs=2)
+    solver = make("a3c", scenario, actor=actor, hidden_size=16)
+    features = observation_features(Network(scenario, batch=3).reset(2))
+    for _ in range(2):
+        for parameter in solver.model.actor.parameters():
+            with torch.no_grad():
+                parameter.normal_()  # in place, as training and loading change them
+        with torch.no_grad():
+            expected = solver.model.mean_action(torch.from_numpy(features)).numpy()
+        np.testing.assert_allclose(solver._decider(features), expected, rtol=1e-4, atol=1e-4)
+    other = make("a3c", scenario, actor=actor, hidden_size=16, seed=1)
+    solver.model.load_state_dict(other.model.state_dict())
+    with torch.no_grad():
+        expected = other.model.mean_action(torch.from_numpy(features)).numpy()
+    np.testing.assert_allclose(solver._decider(features), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_cost_parts_sum_to_the_p2_cost():
     network = Network(SMALL, batch=3)
     observation = network.reset(5)
