@@ -17,10 +17,11 @@ Engineering choices (the paper leaves them open):
 - Actor (``actor``): ``DeviceActor``, one MLP (the paper's 3 x 128 ReLU) shared by all
   devices, fed each device's own features plus a context (stations, globals, mean over
   devices) and, by default (``actor="station"``), the mean and max of its station's devices'
-  features; a second MLP of the context gives the departures. ``actor="device"`` leaves out the
-  station's features; ``actor="mlp"`` is the paper's single MLP over the whole observation. The critic is the paper's MLP either way. P2 is a sum
-  of per-device problems coupled only through the stations (``dtnopt.blocks``), so one shared
-  per-device map learns from 20 devices' samples at once and generalises over devices.
+  features; a second MLP of the context gives the departures. ``actor="device"`` leaves out
+  the station's features; ``actor="mlp"`` is the paper's single MLP over the whole
+  observation. The critic is the paper's MLP either way. P2 is a sum of per-device problems
+  coupled only through the stations (``dtnopt.blocks``), so one shared per-device map learns
+  from 20 devices' samples at once and generalises over devices.
 - Action map (``action_map``): "unit" (default) is ``action_from_unit`` (raw power and CPU);
   "service" is ``action_from_service``, the bits each device serves locally and offloads with
   the physics inverted (least power for those bits, square-root edge-CPU split).
