@@ -137,11 +137,11 @@ counterfactual credit + station actor             -53,009     0.0117   10/10   2
 ================================================  ==========  =======  ======  ========
 
 (*) measured while a study ran beside it on the same 2 cores: wall times about doubled; the
-12,000-episode run had the machine to itself. With both options the policy offloads from 11% of
+12,000-episode runs of training seeds 0 and 1 had the machine to itself. With both options the policy offloads from 11% of
 the device-slots, an offloader gets 64% of its station's edge CPU, and the radio energy falls to
 2x ``bcd``'s. Taking the edge CPU out of the policy (each station's CPU split by the square root of
 the bits its devices send, ``dtnopt.blocks.edge_cpu_split``, the best split for those bits)
-measured no better (row "... square-root split"), so the remaining gap is in who
+measured no better (row "... edge CPU by square-root split"), so the remaining gap is in who
 sends and how much, not in the split; it was not kept.
 
 Both options and the 12,000-episode budget are the default since the third version (the
@@ -150,8 +150,9 @@ studies were rerun with it). Without them the policy closes (49,533 - 2,546) / (
 90.3% (12,000 episodes, 7 min on 2 cores; 88.5% and 87.8% with training seeds 1 and 2, mean
 88.9%), still short of greedy (-59,471, 95%). (Scored again through ``NumpyActor``, whose float32
 means differ from torch's in the last bits, seeds 0 and 1 give -56,660 and -55,826: a mean entry
-at the clip bound can flip a device's idle gate, and the episode follows another path.) eta_EE is 1.8x bcd's 0.0088 J/Mbit without them and 1.26x with them (target: within
-10%), at a backlog near bcd's (473-490 vs 463 Mbit). Differences of a few thousand are within
+at the clip bound can flip a device's idle gate, and the episode follows another path.) eta_EE
+is 1.8x bcd's 0.0088 J/Mbit without them and 1.26x with them (target: within 10%), at a backlog
+near bcd's (473-490 vs 463 Mbit). Differences of a few thousand are within
 the run-to-run spread of asynchronous training.
 
 Decision path: ``decide`` computes the mean action with ``NumpyActor`` (numpy, float32, the
@@ -207,8 +208,8 @@ class A3CConfig:
 
     n_workers: int = 0  # worker processes; 0 means one per CPU core
     envs_per_worker: int = 16  # environments each worker steps together (one batched replica)
-    # Default budget, environment episodes summed over workers: 12,000 (about 7-8 min on 2 cores) is
-    # the one measured to close 90% of the equal -> bcd gap (module docstring).
+    # Default budget, environment episodes summed over workers: 12,000 (7-8 min on 2 cores) closes
+    # 88-90% of the equal -> bcd gap over three training seeds (module docstring).
     episodes: int = 12000
     t_max: int = 5  # slots per rollout before an update (n of the n-step return)
     discount: float = 0.0  # delta of (23); 0 is the Lyapunov-consistent per-slot choice (MODEL.md 7)
