@@ -150,3 +150,10 @@ def run_seeds(solver, scenario: Scenario | None = None, seeds=(0,)) -> "pandas.D
     for seed in seeds:
         rows.append({"seed": seed, **run_episode(solver, scenario, seed=seed).kpi})
     return pd.DataFrame(rows)
+
+
+def mean_kpis(solver, scenario: Scenario | None = None, seeds=(0,)) -> dict:
+    """Each KPI's mean over ``run_seeds`` (``stable``: the share of stable episodes), as floats:
+    a learning-curve point or a reference level."""
+    kpis = run_seeds(solver, scenario, seeds)
+    return {name: float(kpis[name].astype(float).mean()) for name in KPI_NAMES}

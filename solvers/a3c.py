@@ -186,9 +186,10 @@ from dtnopt.features import (DEVICE_ACTIONS, SERVICE_ACTIONS, SERVICE_BLOCKS, ac
                              action_size, device_feature_size, observation_features, observation_size,
                              service_action_size)
 from dtnopt.lyapunov import p2_cost_terms
-from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, run_seeds, validation_seeds
+from dtnopt.loop import HELD_OUT_SEED_BASE, mean_kpis, validation_seeds
 from dtnopt.network import Network
 from dtnopt.registry import register
+from dtnopt.service import serve
 from dtnopt.solver import ABLATIONS, NO_ABLATION, Ablation, Solver, check_fit_arguments, check_ranges, make_config
 from dtnopt.topology import station_sum
 
@@ -549,8 +550,6 @@ def externality(observation, unit: np.ndarray, ablation: Ablation, gate: bool) -
     unchanged: the cost device i's claim on its station put on the others this slot (only its
     station's devices can differ). Evaluated on the twin's view with ``serve``, one counterfactual
     batch of B x N environments."""
-    from dtnopt.service import serve
-
     scenario = observation.scenario
     batch, devices = observation.local_queue.shape
     width = len(DEVICE_ACTIONS)
@@ -746,9 +745,8 @@ class A3CSolver(Solver):
                 failure.value = failure.value or -1
                 return
             self.model.load_state_dict(snapshot)
-            kpis = run_seeds(self, self.scenario, validation_seeds(eval_seeds)).drop(columns="seed")
             rows.append({"episode": done, "slots": slots, "wall_s": wall,
-                         **{name: float(kpis[name].astype(float).mean()) for name in KPI_NAMES}})
+                         **mean_kpis(self, self.scenario, validation_seeds(eval_seeds))})
             self.curve = pd.DataFrame(rows)
             key = selection_key(rows[-1])
             if best["key"] is None or key < best["key"]:

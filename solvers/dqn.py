@@ -89,7 +89,7 @@ from torch.nn import functional
 
 from dtnopt.config import Scenario
 from dtnopt.features import DEVICE_ACTIONS, action_from_unit, observation_features, observation_size, unit_from_action
-from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, run_seeds, validation_seeds
+from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, mean_kpis, validation_seeds
 from dtnopt.network import Network
 from dtnopt.registry import register
 from dtnopt.solver import NO_ABLATION, Ablation, Solver, check_fit_arguments, check_ranges, fixed_allocation, make_config
@@ -290,9 +290,8 @@ class DQNSolver(Solver):
                 bar.set_postfix(epsilon=f"{epsilon:.2f}")
             if done_episodes >= next_eval or done_episodes == episodes:
                 next_eval = (done_episodes // eval_every + 1) * eval_every
-                kpis = run_seeds(self, sc, validation_seeds(eval_seeds))
                 rows.append({"episode": done_episodes, "slots": slots_seen, "wall_s": time.perf_counter() - started,
-                             **{name: float(pd.to_numeric(kpis[name]).mean()) for name in KPI_NAMES}})
+                             **mean_kpis(self, sc, validation_seeds(eval_seeds))})
                 self.curve = pd.DataFrame(rows)
                 if bar is not None:
                     bar.set_postfix(epsilon=f"{epsilon:.2f}", cost=f"{rows[-1]['system_cost']:.0f}")

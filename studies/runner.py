@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dtnopt.config import Scenario
-from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, run_episode, run_seeds, validation_seeds
+from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, mean_kpis, run_episode, validation_seeds
 from dtnopt.registry import make, resolve
 
 CURVE_COLUMNS = ("episode", "slots", "wall_s")
@@ -201,8 +201,8 @@ def execute(run: Run, root: str, progress: bool = False) -> dict:
         result["error"] = training.get("error")
     elif run.reference_seeds:
         # The level of a reference on the episodes learning curves are scored on (validation).
-        kpis = run_seeds(solver, run.scenario, validation_seeds(run.reference_seeds))
-        result["validation"] = {name: _finite(float(kpis[name].astype(float).mean())) for name in KPI_NAMES}
+        levels = mean_kpis(solver, run.scenario, validation_seeds(run.reference_seeds))
+        result["validation"] = {name: _finite(value) for name, value in levels.items()}
     write_json(cache.result(run), result)
     return result
 
