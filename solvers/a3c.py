@@ -236,6 +236,7 @@ class A3CConfig:
     action_map: str = "unit"  # "unit": raw power and CPU (action_from_unit); "service": action_from_service
     actor: str = "station"  # "station": one MLP shared by the devices (DeviceActor), also fed the mean
     # and max of its station's devices' features; "device": the same without them; "mlp": one MLP of all
+    offloaders_per_station: int = 1  # with gate_idle: at most this many devices per station send (0: no limit)
     keep_best: bool = True  # end with the evaluated weights of least validation system cost (stable ones first)
 
     def __post_init__(self) -> None:
@@ -245,6 +246,7 @@ class A3CConfig:
             "hidden_layers": (1, 64, int), "learning_rate": (1e-12, 10.0, float),
             "entropy_coef": (0.0, 100.0, float), "value_coef": (0.0, 100.0, float), "bound_coef": (0.0, 1e6, float),
             "max_grad_norm": (1e-9, 1e9, float), "initial_std": (1e-6, 10.0, float),
+            "offloaders_per_station": (0, 1_000_000, int),
         }
         check_ranges(self, ranges)
         for name in ("normalize_advantage", "decomposed_credit", "counterfactual_credit", "gate_idle", "keep_best"):
@@ -253,6 +255,9 @@ class A3CConfig:
         if self.counterfactual_credit and not (self.decomposed_credit and self.action_map == "unit"):
             raise ValueError("counterfactual_credit (default True) needs decomposed_credit=True and action_map='unit'; "
                              "set counterfactual_credit=False with the other choices")
+        if self.offloaders_per_station and not (self.gate_idle and self.action_map == "unit"):
+            raise ValueError("offloaders_per_station (default 1) needs gate_idle=True and action_map='unit'; "
+                             "set offloaders_per_station=0 with the other choices")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.actor not in ACTORS:
@@ -467,13 +472,17 @@ class SharedAdam(torch.optim.Adam):
 
 
 def gated_action(observation, unit: np.ndarray, ablation: Ablation = NO_ABLATION, gate: bool = True,
-                 action_map: str = "unit"):
+                 action_map: str = "unit", offloaders: int = 0):
     """The feasible ``Action`` of a policy output through the shared map ``action_map`` of
     ``ACTION_MAPS`` (and the ablation's fixed blocks). With ``gate`` ("unit" map), a device whose power
     entry is not positive gets no bandwidth weight, and one that cannot send (power or bandwidth
     entry not positive) no edge-CPU weight: a share or CPU given to a device that sends nothing
-    only takes it from the devices that do (D^e = 0 there, eq. 10). Entries of blocks the
-    ablation fixes do not gate (the fixed allocation sends with p_max and equal shares)."""
+    only takes it from the devices that do (D^e = 0 there, eq. 10). With ``offloaders`` > 0 as
+    well, only that many devices per station send: those whose claim (the product of their
+    bandwidth, power and edge-CPU entries, clipped to [0, 1]) is largest (``station_leaders``);
+    the others are idle, as if their power entry were 0. Entries of blocks the ablation fixes
+    do not gate and do not count in the claim (the fixed allocation sends with p_max and equal
+    shares, so under ``no-radio`` every device sends)."""
     if action_map != "unit":
         return ablation.apply(observation, ACTION_MAPS[action_map].to_action(observation, unit))
     if gate:
@@ -486,8 +495,32 @@ def gated_action(observation, unit: np.ndarray, ablation: Ablation = NO_ABLATION
         per_device[:, :, share] = np.where(powered, per_device[:, :, share], 0.0)
         banded = per_device[:, :, share] > 0 if "bandwidth_share" not in ablation.fixed else True
         per_device[:, :, edge] = np.where(powered & banded, per_device[:, :, edge], 0.0)
+        if offloaders and "power" not in ablation.fixed:
+            claims = [DEVICE_ACTIONS.index(name) for name in IDLE_ENTRIES if name not in ablation.fixed]
+            priority = np.prod(np.clip(per_device[:, :, claims], 0.0, 1.0), axis=2)
+            keep = station_leaders(priority, observation.association, observation.scenario.stations, offloaders)
+            for entry in (share, power, edge):
+                per_device[:, :, entry] = np.where(keep, per_device[:, :, entry], 0.0)
         unit[:, :width] = per_device.reshape(batch, width)
     return ablation.apply(observation, action_from_unit(observation, unit))
+
+
+def station_leaders(priority: np.ndarray, association: np.ndarray, stations: int, count: int) -> np.ndarray:
+    """(B, N) bool: at each station the ``count`` devices of largest positive ``priority`` (ties
+    to the lower index); devices of priority 0 are never leaders."""
+    member = association[:, :, None] == np.arange(stations)  # (B, N, M+1)
+    ranked = np.where(member & (priority[:, :, None] > 0), priority[:, :, None], -np.inf)
+    if count == 1:
+        best = ranked.argmax(axis=1)  # (B, M+1)
+        found = np.isfinite(np.take_along_axis(ranked, best[:, None, :], axis=1)[:, 0])
+        keep = np.zeros(priority.shape, dtype=bool)
+        rows, columns = np.nonzero(found)
+        keep[rows, best[rows, columns]] = True
+        return keep
+    order = np.argsort(-ranked, axis=1, kind="stable")  # (B, N, M+1), best first per station
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(priority.shape[1])[None, :, None], axis=1)
+    return ((rank < count) & np.isfinite(ranked)).any(axis=2)
 
 
 def free_dimensions(scenario: Scenario, ablation: Ablation, action_map: str = "unit") -> np.ndarray:
@@ -544,7 +577,7 @@ IDLE_ENTRIES = ("bandwidth_share", "power", "edge_cpu")
 power too); set to 0 they leave the device idle: no band, no edge CPU, nothing sent."""
 
 
-def externality(observation, unit: np.ndarray, ablation: Ablation, gate: bool) -> np.ndarray:
+def externality(observation, unit: np.ndarray, ablation: Ablation, gate: bool, offloaders: int = 0) -> np.ndarray:
     """(B, N) the P2 cost parts (``p2_cost_terms``) of the other devices under the policy output
     ``unit`` minus the same with device i idle (its ``IDLE_ENTRIES`` at 0) and everyone else
     unchanged: the cost device i's claim on its station put on the others this slot (only its
@@ -560,7 +593,7 @@ def externality(observation, unit: np.ndarray, ablation: Ablation, gate: bool) -
         counterfactual[:, diagonal, diagonal * width + DEVICE_ACTIONS.index(name)] = 0.0
     units = np.concatenate([unit[:, None, :], counterfactual], axis=1).reshape(batch * (devices + 1), -1)
     both = observation.select(np.repeat(np.arange(batch), devices + 1))  # row b * (N+1) + k
-    action = gated_action(both, units, ablation, gate)
+    action = gated_action(both, units, ablation, gate, offloaders=offloaders)
     service = serve(scenario, action, both.local_queue, both.edge_queue, both.association, both.gain)
     parts = p2_cost_terms(scenario, both, service)[0].reshape(batch, devices + 1, devices)
     factual, idle_parts = parts[:, 0], parts[:, 1:]  # (B, N), (B, i, j)
@@ -588,7 +621,8 @@ def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3C
             state = torch.from_numpy(observation_features(observation))
             with torch.no_grad():
                 sample = local.policy(state).sample()
-            action = gated_action(observation, sample.numpy(), ablation, config.gate_idle, config.action_map)
+            action = gated_action(observation, sample.numpy(), ablation, config.gate_idle, config.action_map,
+                                  config.offloaders_per_station)
             result = network.step(action, check=False)
             features.append(state)
             samples.append(sample)
@@ -596,7 +630,8 @@ def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3C
             scale = reward_scale(observation)
             rewards.append(-parts / scale)
             if config.counterfactual_credit:
-                spill.append(-externality(observation, sample.numpy(), ablation, config.gate_idle) / scale)
+                spill.append(-externality(observation, sample.numpy(), ablation, config.gate_idle,
+                                          config.offloaders_per_station) / scale)
             seen.append(observation)
             observation = network.observation
             if network.done:
@@ -684,7 +719,8 @@ class A3CSolver(Solver):
     def decide(self, observation):
         """The deterministic mean action (``NumpyActor``) through the shared map."""
         mean = self._decider(observation_features(observation))
-        return gated_action(observation, mean, self.ablation, self.config.gate_idle, self.config.action_map)
+        return gated_action(observation, mean, self.ablation, self.config.gate_idle, self.config.action_map,
+                            self.config.offloaders_per_station)
 
     # --- training ---
     def fit(self, episodes=None, *, checkpoint=None, progress=True, eval_every=None, eval_seeds=3):
@@ -823,8 +859,10 @@ class A3CSolver(Solver):
             if getattr(trained, name) != getattr(self.scenario, name):
                 raise ValueError(f"checkpoint {path!s} was trained with {name} ({symbol}) = "
                                  f"{getattr(trained, name)}, this solver's scenario has {getattr(self.scenario, name)}")
-        # Checkpoints written before these options existed used the "unit" map and the MLP actor.
-        self.config = A3CConfig(**{"action_map": "unit", "actor": "mlp", **saved["hyperparameters"]})
+        # Checkpoints written before these options existed used the "unit" map, the MLP actor
+        # and no limit on the devices that send per station.
+        self.config = A3CConfig(**{"action_map": "unit", "actor": "mlp", "offloaders_per_station": 0,
+                                   **saved["hyperparameters"]})
         self.ablation = ABLATIONS.get(saved["ablation"], NO_ABLATION)
         self.model = ActorCritic(self.scenario, self.config)
         self.model.load_state_dict(saved["state_dict"])

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dtnopt import KPI_NAMES, Network, Scenario, held_out_seeds, is_feasible, make, run_episode, validation_seeds
 from dtnopt.features import (DEVICE_ACTIONS, SERVICE_ACTIONS, action_size, device_feature_size, observation_features,
@@ -17,7 +19,7 @@ from dtnopt.features import (DEVICE_ACTIONS, SERVICE_ACTIONS, action_size, devic
 from dtnopt.lyapunov import p2_cost_terms
 from dtnopt.lyapunov import evaluate
 from solvers.a3c import (ACTION_MAPS, IDLE_ENTRIES, A3CConfig, credit, externality, free_dimensions, gated_action,
-                         scheduled_rate, selection_key)
+                         scheduled_rate, selection_key, station_leaders)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = Scenario(devices=4, sbs=1, slots=20)
@@ -152,19 +154,20 @@ def test_credit_follows_the_cost_parts_each_entry_changes():
     np.testing.assert_allclose(per_entry[0, 9:], [1000.0, 10000.0])
 
 
-def test_externality_is_the_cost_a_device_puts_on_the_others_by_claiming_its_station():
+@pytest.mark.parametrize("offloaders", [0, 1])
+def test_externality_is_the_cost_a_device_puts_on_the_others_by_claiming_its_station(offloaders):
     scenario = Scenario(devices=5, sbs=1)
     observation = Network(scenario, batch=2).reset(7)
     rng = np.random.default_rng(0)
     unit = rng.uniform(0.0, 1.0, (2, action_size(scenario)))
     power = DEVICE_ACTIONS.index("power")
     unit[0, 2 * len(DEVICE_ACTIONS) + power] = -0.5  # device 2 of environment 0 is idle (gated)
-    spill = externality(observation, unit, make("a3c", scenario).ablation, gate=True)
+    spill = externality(observation, unit, make("a3c", scenario).ablation, gate=True, offloaders=offloaders)
     assert spill.shape == (2, 5)
     assert spill[0, 2] == 0.0  # an idle device takes nothing from anyone
 
     def others(u, i):
-        _, service = evaluate(observation, gated_action(observation, u))
+        _, service = evaluate(observation, gated_action(observation, u, offloaders=offloaders))
         parts = p2_cost_terms(scenario, observation, service)[0]
         return parts.sum(axis=1) - parts[:, i]
 
@@ -191,7 +194,7 @@ def test_counterfactual_credit_is_the_default_trains_and_needs_the_unit_map():
 
 
 def test_service_map_policy_decides_feasible_actions():
-    solver = make("a3c", SMALL, action_map="service", counterfactual_credit=False)
+    solver = make("a3c", SMALL, action_map="service", counterfactual_credit=False, offloaders_per_station=0)
     assert solver.model.log_std.shape == (service_action_size(SMALL),)
     observation = Network(SMALL, batch=2).reset(3)
     assert is_feasible(SMALL, solver.decide(observation), observation.association)
@@ -211,6 +214,48 @@ def test_gate_gives_a_silent_device_no_band_and_no_edge_cpu():
     np.testing.assert_allclose(ungated.bandwidth_share, 1 / 3)
     radio_fixed = gated_action(observation, unit, make("a3c-no-radio", scenario).ablation)
     np.testing.assert_allclose(radio_fixed.edge_cpu, scenario.mbs_cpu / 3)  # p_max is fixed: device 0 sends
+
+
+def test_one_device_per_station_sends_by_default_the_one_of_largest_claim():
+    assert A3CConfig().offloaders_per_station == 1
+    with pytest.raises(ValueError, match="offloaders_per_station .*set offloaders_per_station=0"):
+        A3CConfig(gate_idle=False)
+    scenario = Scenario(devices=3, sbs=0)  # all three at the MBS
+    observation = Network(scenario).reset(0)
+    unit = np.full((1, action_size(scenario)), 0.5)
+    per_device = unit[0, :12].reshape(3, 4)
+    per_device[:, DEVICE_ACTIONS.index("bandwidth_share")] = [0.9, 0.5, 0.6]
+    per_device[:, DEVICE_ACTIONS.index("edge_cpu")] = [0.2, 0.5, 0.6]  # claims 0.09, 0.125, 0.18
+    unit[0, :12] = per_device.ravel()
+    one = gated_action(observation, unit, offloaders=1)
+    np.testing.assert_allclose(one.bandwidth_share[0], [0.0, 0.0, 1.0])
+    np.testing.assert_allclose(one.power[0], [0.0, 0.0, 0.5 * scenario.max_power])
+    np.testing.assert_allclose(one.edge_cpu[0], [0.0, 0.0, scenario.mbs_cpu])
+    np.testing.assert_allclose(one.local_cpu[0], 0.5 * scenario.local_cpu)  # local computing is untouched
+    two = gated_action(observation, unit, offloaders=2)
+    assert (two.power[0] > 0).tolist() == [False, True, True]
+    # Under no-cpu the edge-CPU entry is fixed and does not count: claims 0.45, 0.25, 0.3.
+    no_cpu = gated_action(observation, unit, make("a3c-no-cpu", scenario).ablation, offloaders=1)
+    assert (no_cpu.power[0] > 0).tolist() == [True, False, False]
+    # Under no-radio every device sends with p_max: there is no one to choose.
+    no_radio = gated_action(observation, unit, make("a3c-no-radio", scenario).ablation, offloaders=1)
+    np.testing.assert_allclose(no_radio.power[0], scenario.max_power)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3))
+@settings(max_examples=60, deadline=None)
+def test_station_leaders_are_the_largest_positive_priorities_of_each_station(seed, count):
+    rng = np.random.default_rng(seed)
+    batch, devices, stations = 3, 7, 3
+    association = rng.integers(0, stations, (batch, devices))
+    priority = np.where(rng.random((batch, devices)) < 0.3, 0.0, rng.integers(1, 4, (batch, devices)) / 4)
+    keep = station_leaders(priority, association, stations, count)
+    for b in range(batch):
+        for j in range(stations):
+            here = np.flatnonzero((association[b] == j) & (priority[b] > 0))
+            # Ties go to the lower index: rank by (-priority, index).
+            expected = sorted(here, key=lambda i: (-priority[b, i], i))[:count]
+            assert set(np.flatnonzero(keep[b] & (association[b] == j))) == set(expected)
 
 
 @pytest.mark.parametrize("action_map", ["unit", "service"])
