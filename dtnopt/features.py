@@ -84,8 +84,7 @@ def observation_features(observation: Observation) -> np.ndarray:
     unit = max(sc.arrival_mean, 1.0)
     queue = observation.local_queue
     excess = queue - observation.beta
-    one_hot = np.zeros((batch, devices, sc.stations))
-    np.put_along_axis(one_hot, observation.association[:, :, None], 1.0, axis=2)
+    one_hot = np.eye(sc.stations)[observation.association]  # (B, N, M+1)
     per_device = np.concatenate(
         [
             np.log1p(queue / unit)[:, :, None],

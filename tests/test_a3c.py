@@ -344,6 +344,15 @@ def test_checkpoint_of_the_first_version_loads_with_its_unit_map_and_mlp_actor(t
     assert restored.model.log_std.shape == (action_size(SMALL),)
 
 
+def test_checkpoint_of_the_third_version_loads_without_the_one_sender_limit(tmp_path):
+    path = tmp_path / "v3.pt"
+    make("a3c", SMALL, hidden_size=16).save(path)
+    saved = torch.load(path, weights_only=False)
+    del saved["hyperparameters"]["offloaders_per_station"]  # the third version had no such field
+    torch.save(saved, path)
+    assert make("a3c", SMALL).load(path).config.offloaders_per_station == 0
+
+
 def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     path = tmp_path / "a3c.pt"
     solver = make("a3c", SMALL, **TINY_TRAINING)
