@@ -1,11 +1,12 @@
 """Speed of the ``a3c`` solver: training throughput (environment slots per second) with 1 and
 2 workers, and the trained-or-not policy's decision time per slot, beside ``bcd``'s.
 
-    python -m benchmarks.a3c [--episodes K] [--devices N] [--sbs M]
+    python -m benchmarks.a3c [--episodes K] [--devices N] [--sbs M] [--model X.pt] [--skip-bcd]
 
 Throughput is measured between the first and the last evaluation of a ``fit`` run (so process
 start-up is excluded; the two one-seed evaluations in the parent are included). Decision time is
-the median time of ``solver.act`` per slot over one episode, as ``run_episode`` reports it.
+the median time of ``solver.act`` per slot over one episode, as ``run_episode`` reports it, and
+split into its parts (features, actor, gate and map) to show where a faster path must cut.
 Timings on a shared machine are pessimistic: the load average is printed beside them.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 
 from dtnopt import Scenario, make, run_episode
 
@@ -33,6 +35,45 @@ def decision_ms(name: str, scenario: Scenario, model: str | None = None) -> floa
     return run_episode(solver, scenario, seed=1_000_000).kpi["decision_ms"]
 
 
+def decision_parts_ms(scenario: Scenario, model: str | None = None, slots: int = 50, repeats: int = 5) -> dict:
+    """Breakdown of ``a3c``'s decision per slot (ms, best of ``repeats`` passes over
+    the first ``slots`` observations of a held-out episode): the observation features, the actor
+    (``NumpyActor``) and the gate with the feasible-action map (``gated_action``)."""
+    from dtnopt import Network
+    from dtnopt.features import observation_features
+    from solvers.a3c import gated_action
+
+    solver = make("a3c", scenario)
+    if model:
+        solver.load(model)
+    network = Network(scenario)
+    observations, observation = [], network.reset(1_000_000)
+    for _ in range(min(slots, scenario.slots)):
+        observations.append(observation)
+        network.step(solver.act(observation))
+        observation = network.observation
+    features = [observation_features(o) for o in observations]
+    means = [solver._decider(f) for f in features]
+    config = solver.config
+    parts = {
+        "features": lambda k: observation_features(observations[k]),
+        "actor": lambda k: solver._decider(features[k]),
+        "gate and map": lambda k: gated_action(observations[k], means[k], solver.ablation, config.gate_idle,
+                                               config.action_map, config.offloaders_per_station),
+        "whole decision": lambda k: solver.act(observations[k]),
+    }
+    timings = {}
+    for name, part in parts.items():
+        passes = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for k in range(len(observations)):
+                part(k)
+            passes.append((time.perf_counter() - started) / len(observations) * 1e3)
+        timings[name] = min(passes)
+    return timings
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.a3c", description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=320, help="training episodes per throughput run")
@@ -50,6 +91,8 @@ def main(argv=None) -> None:
               f"{overall:,.0f} including start-up (load average {os.getloadavg()[0]:.1f})")
     a3c = decision_ms("a3c", scenario, args.model)
     print(f"a3c decision time: {a3c:.3f} ms/slot (median)")
+    parts = decision_parts_ms(scenario, args.model)
+    print("  of which (best pass over 50 slots): " + ", ".join(f"{name} {ms:.3f} ms" for name, ms in parts.items()))
     if not args.skip_bcd:
         bcd = decision_ms("bcd", scenario)
         print(f"bcd decision time: {bcd:.3f} ms/slot (median); bcd / a3c = {bcd / a3c:,.0f}x")

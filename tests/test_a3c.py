@@ -379,3 +379,11 @@ def test_cli_trains_and_runs_a_checkpoint(tmp_path):
                           *scenario, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert '"system_cost"' in run.stdout.splitlines()[-1]
+
+
+def test_decision_breakdown_names_each_part_of_the_decision():
+    from benchmarks.a3c import decision_parts_ms
+
+    parts = decision_parts_ms(SMALL, slots=3, repeats=1)  # a smoke run; no timing asserted
+    assert list(parts) == ["features", "actor", "gate and map", "whole decision"]
+    assert all(0 < ms < float("inf") for ms in parts.values())
