@@ -1,6 +1,6 @@
-"""The A3C solver (issue 4): configuration, credit assignment, ablation masks, deterministic
-training with one worker, checkpoints, the NaN guard and the CLI. Training budgets are a few
-hundred slots of a small scenario."""
+"""The A3C solver (issue 4): configuration, credit assignment, the idle and one-sender gates,
+ablation masks, deterministic training with one worker, checkpoints, the NaN guard and the CLI.
+Training budgets are a few hundred slots of a small scenario."""
 
 import math
 import subprocess
