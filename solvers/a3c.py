@@ -202,7 +202,9 @@ the issue's "no larger backlog" is missed by that margin.
 
 Decision path: ``decide`` computes the mean action with ``NumpyActor`` (numpy, float32, the
 torch actor's current weights), because at batch 1 torch's per-call overhead outweighs the
-arithmetic of a network this small.
+arithmetic of a network this small. At N=20 a decision takes 0.29 ms (median per slot, quiet
+machine) against bcd's 10.6 ms, 37x; ``python -m benchmarks.a3c`` splits it into features
+(0.03 ms), actor (0.08 ms) and gate and map (0.10 ms).
 """
 
 from __future__ import annotations
