@@ -127,6 +127,58 @@ def action_from_unit(observation: Observation, unit: np.ndarray) -> Action:
     return project(sc, action, association)
 
 
+IDLE_ENTRIES = ("bandwidth_share", "power", "edge_cpu")
+"""The unit vector's entries by which a device takes a share of its station (with ``gate_unit``,
+power too); set to 0 they leave the device idle: no band, no edge CPU, nothing sent."""
+
+
+def gate_unit(observation: Observation, unit: np.ndarray, fixed=frozenset(), offloaders: int = 0) -> np.ndarray:
+    """A gated copy of a (B, action_size) unit vector, for a learned solver's map to the feasible
+    set (``action_from_unit`` then normalises the shares). A device whose power entry is not
+    positive gets no bandwidth weight, and one that cannot send (power or bandwidth entry not
+    positive) no edge-CPU weight: a share or CPU given to a device that sends nothing only takes
+    it from the devices that do (D^e = 0 there, eq. 10). With ``offloaders`` > 0 as well, only
+    that many devices per station send: those whose claim (the product of their bandwidth, power
+    and edge-CPU entries, clipped to [0, 1]) is largest (``station_leaders``); the others are
+    idle, as if their power entry were 0. By (11) a station's edge energy is least when its bits
+    come from one device, and ``bcd`` has at most one sender per station in nearly every slot.
+    Entries of the blocks in ``fixed`` (an ablation's) do not gate and do not count in the claim
+    (the fixed allocation sends with p_max and equal shares, so under ``no-radio`` every device
+    sends)."""
+    unit = np.array(unit, dtype=float)
+    batch, devices = observation.local_queue.shape
+    width = devices * len(DEVICE_ACTIONS)
+    per_device = unit[:, :width].reshape(batch, devices, len(DEVICE_ACTIONS))
+    share, power, edge = (DEVICE_ACTIONS.index(name) for name in IDLE_ENTRIES)
+    powered = per_device[:, :, power] > 0 if "power" not in fixed else True
+    per_device[:, :, share] = np.where(powered, per_device[:, :, share], 0.0)
+    banded = per_device[:, :, share] > 0 if "bandwidth_share" not in fixed else True
+    per_device[:, :, edge] = np.where(powered & banded, per_device[:, :, edge], 0.0)
+    if offloaders and "power" not in fixed:
+        claims = [DEVICE_ACTIONS.index(name) for name in IDLE_ENTRIES if name not in fixed]
+        priority = np.prod(np.clip(per_device[:, :, claims], 0.0, 1.0), axis=2)
+        keep = station_leaders(priority, observation.association, observation.scenario.stations, offloaders)
+        for entry in (share, power, edge):
+            per_device[:, :, entry] = np.where(keep, per_device[:, :, entry], 0.0)
+    unit[:, :width] = per_device.reshape(batch, width)
+    return unit
+
+
+def station_leaders(priority: np.ndarray, association: np.ndarray, stations: int, count: int) -> np.ndarray:
+    """(B, N) bool: at each station the ``count`` devices of largest positive ``priority`` (ties
+    to the lower index); devices of priority 0 are never leaders."""
+    member = association[:, :, None] == np.arange(stations)  # (B, N, M+1)
+    ranked = np.where(member & (priority[:, :, None] > 0), priority[:, :, None], -np.inf)
+    if count == 1:  # the common case, without a sort
+        best = ranked.argmax(axis=1)  # (B, M+1), the first of equal priorities
+        found = ranked.max(axis=1) > -np.inf
+        return ((np.arange(priority.shape[1])[:, None] == best[:, None, :]) & found[:, None, :]).any(axis=2)
+    order = np.argsort(-ranked, axis=1, kind="stable")  # (B, N, M+1), best first per station
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(priority.shape[1])[None, :, None], axis=1)
+    return ((rank < count) & np.isfinite(ranked)).any(axis=2)
+
+
 def unit_from_action(observation: Observation, action: Action) -> np.ndarray:
     """A unit vector that ``action_from_unit`` maps back to ``action`` (up to the share
     normalisation): for imitation, tests and discretisation checks."""

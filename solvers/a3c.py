@@ -53,7 +53,7 @@ Engineering choices (the paper leaves them open):
   station-slots (``greedy`` in all). The policy still learns who sends (through its claims),
   how much and with which CPU; the gate applies in training, in the difference reward's
   counterfactual and in decisions alike. ``offloaders_per_station=0`` lifts it (third round,
-  below).
+  below). Both gates are ``dtnopt.features.gate_unit``, which ``dqn`` can use as an option.
 - Model selection (``keep_best``): ``fit`` ends with the evaluated weights of least mean system
   cost among the evaluations whose episodes were all stable (all evaluations if none was), and
   saves those to the checkpoint. This answers the late collapse of long runs. Evaluations use
@@ -224,9 +224,9 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from dtnopt.config import MBIT, Scenario
-from dtnopt.features import (DEVICE_ACTIONS, SERVICE_ACTIONS, SERVICE_BLOCKS, action_from_service, action_from_unit,
-                             action_size, device_feature_size, observation_features, observation_size,
-                             service_action_size)
+from dtnopt.features import (DEVICE_ACTIONS, IDLE_ENTRIES, SERVICE_ACTIONS, SERVICE_BLOCKS, action_from_service,
+                             action_from_unit, action_size, device_feature_size, gate_unit, observation_features,
+                             observation_size, service_action_size)
 from dtnopt.lyapunov import p2_cost_terms
 from dtnopt.loop import HELD_OUT_SEED_BASE, mean_kpis, validation_seeds
 from dtnopt.network import Network
@@ -516,50 +516,14 @@ class SharedAdam(torch.optim.Adam):
 def gated_action(observation, unit: np.ndarray, ablation: Ablation = NO_ABLATION, gate: bool = True,
                  action_map: str = "unit", offloaders: int = 0):
     """The feasible ``Action`` of a policy output through the shared map ``action_map`` of
-    ``ACTION_MAPS`` (and the ablation's fixed blocks). With ``gate`` ("unit" map), a device whose power
-    entry is not positive gets no bandwidth weight, and one that cannot send (power or bandwidth
-    entry not positive) no edge-CPU weight: a share or CPU given to a device that sends nothing
-    only takes it from the devices that do (D^e = 0 there, eq. 10). With ``offloaders`` > 0 as
-    well, only that many devices per station send: those whose claim (the product of their
-    bandwidth, power and edge-CPU entries, clipped to [0, 1]) is largest (``station_leaders``);
-    the others are idle, as if their power entry were 0. Entries of blocks the ablation fixes
-    do not gate and do not count in the claim (the fixed allocation sends with p_max and equal
-    shares, so under ``no-radio`` every device sends)."""
+    ``ACTION_MAPS`` (and the ablation's fixed blocks). With ``gate`` ("unit" map) the vector is
+    first gated by ``dtnopt.features.gate_unit``: a device that does not send gets no band and no
+    edge CPU, and with ``offloaders`` > 0 at most that many devices per station send."""
     if action_map != "unit":
         return ablation.apply(observation, ACTION_MAPS[action_map].to_action(observation, unit))
     if gate:
-        unit = np.array(unit, dtype=float)
-        batch, devices = observation.local_queue.shape
-        width = devices * len(DEVICE_ACTIONS)
-        per_device = unit[:, :width].reshape(batch, devices, len(DEVICE_ACTIONS))
-        share, power, edge = (DEVICE_ACTIONS.index(name) for name in ("bandwidth_share", "power", "edge_cpu"))
-        powered = per_device[:, :, power] > 0 if "power" not in ablation.fixed else True
-        per_device[:, :, share] = np.where(powered, per_device[:, :, share], 0.0)
-        banded = per_device[:, :, share] > 0 if "bandwidth_share" not in ablation.fixed else True
-        per_device[:, :, edge] = np.where(powered & banded, per_device[:, :, edge], 0.0)
-        if offloaders and "power" not in ablation.fixed:
-            claims = [DEVICE_ACTIONS.index(name) for name in IDLE_ENTRIES if name not in ablation.fixed]
-            priority = np.prod(np.clip(per_device[:, :, claims], 0.0, 1.0), axis=2)
-            keep = station_leaders(priority, observation.association, observation.scenario.stations, offloaders)
-            for entry in (share, power, edge):
-                per_device[:, :, entry] = np.where(keep, per_device[:, :, entry], 0.0)
-        unit[:, :width] = per_device.reshape(batch, width)
+        unit = gate_unit(observation, unit, ablation.fixed, offloaders)
     return ablation.apply(observation, action_from_unit(observation, unit))
-
-
-def station_leaders(priority: np.ndarray, association: np.ndarray, stations: int, count: int) -> np.ndarray:
-    """(B, N) bool: at each station the ``count`` devices of largest positive ``priority`` (ties
-    to the lower index); devices of priority 0 are never leaders."""
-    member = association[:, :, None] == np.arange(stations)  # (B, N, M+1)
-    ranked = np.where(member & (priority[:, :, None] > 0), priority[:, :, None], -np.inf)
-    if count == 1:  # the common case, without a sort
-        best = ranked.argmax(axis=1)  # (B, M+1), the first of equal priorities
-        found = ranked.max(axis=1) > -np.inf
-        return ((np.arange(priority.shape[1])[:, None] == best[:, None, :]) & found[:, None, :]).any(axis=2)
-    order = np.argsort(-ranked, axis=1, kind="stable")  # (B, N, M+1), best first per station
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(priority.shape[1])[None, :, None], axis=1)
-    return ((rank < count) & np.isfinite(ranked)).any(axis=2)
 
 
 def free_dimensions(scenario: Scenario, ablation: Ablation, action_map: str = "unit") -> np.ndarray:
@@ -609,11 +573,6 @@ def credit(observation, advantage: np.ndarray, scenario: Scenario, action_map: s
     shared = np.take_along_axis(station_total, association, axis=1)
     per_device = np.stack([shared if name in layout.station_shared else own for name in layout.entries], axis=2)
     return np.concatenate([per_device.reshape(len(own), -1), station], axis=1)
-
-
-IDLE_ENTRIES = ("bandwidth_share", "power", "edge_cpu")
-"""The "unit" map's entries by which a device takes a share of its station (with idle gating,
-power too); set to 0 they leave the device idle: no band, no edge CPU, nothing sent."""
 
 
 def externality(observation, unit: np.ndarray, ablation: Ablation, gate: bool, offloaders: int = 0) -> np.ndarray:

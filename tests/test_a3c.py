@@ -14,12 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dtnopt import KPI_NAMES, Network, Scenario, held_out_seeds, is_feasible, make, run_episode, validation_seeds
-from dtnopt.features import (DEVICE_ACTIONS, SERVICE_ACTIONS, action_size, device_feature_size, observation_features,
-                             service_action_size)
+from dtnopt.features import (DEVICE_ACTIONS, IDLE_ENTRIES, SERVICE_ACTIONS, action_size, device_feature_size,
+                             observation_features, service_action_size, station_leaders)
 from dtnopt.lyapunov import p2_cost_terms
 from dtnopt.lyapunov import evaluate
-from solvers.a3c import (ACTION_MAPS, IDLE_ENTRIES, A3CConfig, credit, externality, free_dimensions, gated_action,
-                         scheduled_rate, selection_key, station_leaders)
+from solvers.a3c import (ACTION_MAPS, A3CConfig, credit, externality, free_dimensions, gated_action, scheduled_rate,
+                         selection_key)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = Scenario(devices=4, sbs=1, slots=20)

@@ -29,6 +29,23 @@ def test_every_level_combination_maps_to_a_feasible_action(name):
         check_feasible(SMALL, solver.action_from_levels(obs, levels), obs.association)
 
 
+def test_gate_option_applies_a3cs_gate_to_the_levels():
+    assert not DQNConfig().gate_idle and DQNConfig().offloaders_per_station == 0  # off by default
+    with pytest.raises(ValueError, match="offloaders_per_station needs gate_idle"):
+        DQNConfig(offloaders_per_station=1)
+    plain, gated = make("dqn", SMALL, levels=3), make("dqn", SMALL, levels=3, gate_idle=True, offloaders_per_station=1)
+    obs = observation()
+    rng = np.random.default_rng(1)
+    levels = rng.integers(0, 3, (3, len(plain.branch_entries)))
+    action = gated.action_from_levels(obs, levels)
+    check_feasible(SMALL, action, obs.association)
+    sending = (action.power > 0) & (action.bandwidth_share > 0)
+    for j in range(SMALL.stations):
+        assert ((sending & (obs.association == j)).sum(axis=1) <= 1).all()  # one sender per station
+    assert (action.bandwidth_share[action.power == 0] == 0).all()  # a silent device has no band
+    np.testing.assert_array_equal(action.local_cpu, plain.action_from_levels(obs, levels).local_cpu)
+
+
 def test_levels_are_evenly_spaced_fractions_of_each_bound():
     solver = make("dqn", SMALL, levels=5)
     obs = observation(batch=1)
