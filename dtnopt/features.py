@@ -1,6 +1,7 @@
 """Shared numerics of the learned solvers and the Gymnasium environment: the twin's structured
 observation flattened and normalised into a vector, and a unit-box action vector mapped onto the
-feasible set (14a)-(14e) through the model's projection.
+feasible set (14a)-(14e) through the model's projection, optionally after the gates of
+``gate_unit`` (idle devices take no share; at most so many senders per station).
 
 Observation vector (per environment), with ``N`` devices and ``M+1`` stations:
 
