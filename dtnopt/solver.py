@@ -73,6 +73,14 @@ def check_ranges(config, ranges: dict) -> None:
                              f"in [{low}, {high}], got {value!r}")
 
 
+def check_flags(config, names) -> None:
+    """Validate boolean hyper-parameters: each field of ``config`` in ``names`` must be True or
+    False (not 1, not "yes"); a ``ValueError`` names the field."""
+    for name in names:
+        if not isinstance(getattr(config, name), bool):
+            raise ValueError(f"{name} must be True or False, got {getattr(config, name)!r}")
+
+
 def check_fit_arguments(episodes, eval_every, eval_seeds) -> None:
     """The budget arguments of a learned solver's ``fit``: integers >= 1 (``eval_every`` may be
     None, the solver's default); a ``ValueError`` names the bad one."""

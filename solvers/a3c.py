@@ -232,7 +232,8 @@ from dtnopt.loop import HELD_OUT_SEED_BASE, mean_kpis, validation_seeds
 from dtnopt.network import Network
 from dtnopt.registry import register
 from dtnopt.service import serve
-from dtnopt.solver import ABLATIONS, NO_ABLATION, Ablation, Solver, check_fit_arguments, check_ranges, make_config
+from dtnopt.solver import (ABLATIONS, NO_ABLATION, Ablation, Solver, check_fit_arguments, check_flags, check_ranges,
+                           make_config)
 from dtnopt.topology import station_sum
 
 
@@ -291,9 +292,7 @@ class A3CConfig:
             "offloaders_per_station": (0, 1_000_000, int),
         }
         check_ranges(self, ranges)
-        for name in ("normalize_advantage", "decomposed_credit", "counterfactual_credit", "gate_idle", "keep_best"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_flags(self, ("normalize_advantage", "decomposed_credit", "counterfactual_credit", "gate_idle", "keep_best"))
         if self.counterfactual_credit and not (self.decomposed_credit and self.action_map == "unit"):
             raise ValueError("counterfactual_credit (default True) needs decomposed_credit=True and action_map='unit'; "
                              "set counterfactual_credit=False with the other choices")

@@ -52,7 +52,7 @@ from dtnopt.channel import power_for_bits, rate, spectral_efficiency
 from dtnopt.config import MBIT
 from dtnopt.lyapunov import evaluate
 from dtnopt.registry import register
-from dtnopt.solver import NO_ABLATION, Solver, fixed_allocation, make_config
+from dtnopt.solver import NO_ABLATION, Solver, check_flags, fixed_allocation, make_config
 from dtnopt.topology import station_sum
 
 from .heuristics import GreedySolver
@@ -76,8 +76,7 @@ class BCDConfig:
         if self.cvxpy_solver not in cp.installed_solvers():
             raise ValueError(f"cvxpy_solver must be one of the installed solvers "
                              f"{', '.join(cp.installed_solvers())}, got {self.cvxpy_solver!r}")
-        if not isinstance(self.rebuild, bool):
-            raise ValueError(f"rebuild must be True or False, got {self.rebuild!r}")
+        check_flags(self, ("rebuild",))
 
 
 def device_costs(observation, action: Action) -> np.ndarray:

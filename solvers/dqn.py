@@ -102,7 +102,8 @@ from dtnopt.features import (DEVICE_ACTIONS, action_from_unit, gate_unit, observ
 from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, mean_kpis, validation_seeds
 from dtnopt.network import Network
 from dtnopt.registry import register
-from dtnopt.solver import NO_ABLATION, Ablation, Solver, check_fit_arguments, check_ranges, fixed_allocation, make_config
+from dtnopt.solver import (NO_ABLATION, Ablation, Solver, check_fit_arguments, check_flags, check_ranges,
+                           fixed_allocation, make_config)
 
 
 @contextmanager
@@ -155,8 +156,7 @@ class DQNConfig:
             "offloaders_per_station": (0, 1_000_000, int),
         }
         check_ranges(self, ranges)
-        if not isinstance(self.gate_idle, bool):
-            raise ValueError(f"gate_idle must be True or False, got {self.gate_idle!r}")
+        check_flags(self, ("gate_idle",))
         if self.offloaders_per_station and not self.gate_idle:
             raise ValueError("offloaders_per_station needs gate_idle=True")
 

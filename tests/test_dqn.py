@@ -88,6 +88,8 @@ def test_bad_hyperparameters_name_the_field():
         make("dqn", SMALL, levels=1)
     with pytest.raises(ValueError, match="discount"):
         make("dqn", SMALL, discount=1.5)
+    with pytest.raises(ValueError, match="gate_idle must be True or False"):
+        make("dqn", SMALL, gate_idle=1)
     with pytest.raises(ValueError, match="unknown dqn hyper-parameter"):
         make("dqn", SMALL, gamma=0.9)
     with pytest.raises(ValueError, match="episodes"):
