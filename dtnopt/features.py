@@ -79,30 +79,28 @@ def service_action_size(scenario: Scenario) -> int:
 
 
 def observation_features(observation: Observation) -> np.ndarray:
-    """(B, observation_size) float32 vector of the twin's state, each entry of order one."""
+    """(B, observation_size) float32 vector of the twin's state, each entry of order one. Written
+    in place into one array: at batch 1 numpy's per-call cost, not arithmetic, is the price."""
     sc = observation.scenario
     batch, devices = observation.local_queue.shape
     unit = max(sc.arrival_mean, 1.0)
+    width, stations = device_feature_size(sc), sc.stations
+    vector = np.empty((batch, devices * width + stations + 3), dtype=np.float32)
+    per_device = vector[:, : devices * width].reshape(batch, devices, width)
     queue = observation.local_queue
-    excess = queue - observation.beta
-    one_hot = np.eye(sc.stations)[observation.association]  # (B, N, M+1)
-    per_device = np.concatenate(
-        [
-            np.log1p(queue / unit)[:, :, None],
-            np.log1p(observation.arrivals / unit)[:, :, None],
-            observation.own_spectral_efficiency[:, :, None] / 32.0,
-            (np.log1p(np.maximum(excess, 0.0) / unit) - np.log1p(np.maximum(-excess, 0.0) / unit))[:, :, None],
-            observation.device_position / sc.area,
-            one_hot,
-        ],
-        axis=2,
-    ).reshape(batch, -1)
-    overall = np.stack(
-        [observation.eta * MBIT * 10.0, np.log1p(observation.psi_max / unit),
-         np.full(batch, observation.slot / sc.slots)],
-        axis=1,
-    )
-    return np.concatenate([per_device, np.log1p(observation.edge_queue / unit), overall], axis=1).astype(np.float32)
+    np.log1p(queue / unit, out=per_device[:, :, 0])
+    np.log1p(observation.arrivals / unit, out=per_device[:, :, 1])
+    np.divide(observation.own_spectral_efficiency, 32.0, out=per_device[:, :, 2])
+    excess = queue - observation.beta  # signed log1p(|excess| / unit), the module docstring's difference
+    np.copysign(np.log1p(np.abs(excess) / unit), excess, out=per_device[:, :, 3])
+    np.divide(observation.device_position, sc.area, out=per_device[:, :, 4:6])
+    per_device[:, :, 6:] = np.eye(stations, dtype=np.float32)[observation.association]
+    overall = vector[:, devices * width:]
+    np.log1p(observation.edge_queue / unit, out=overall[:, :stations])
+    overall[:, stations] = observation.eta * MBIT * 10.0
+    np.log1p(observation.psi_max / unit, out=overall[:, stations + 1])
+    overall[:, stations + 2] = observation.slot / sc.slots
+    return vector
 
 
 def action_from_unit(observation: Observation, unit: np.ndarray) -> Action:
@@ -151,29 +149,35 @@ def gate_unit(observation: Observation, unit: np.ndarray, fixed=frozenset(), off
     width = devices * len(DEVICE_ACTIONS)
     per_device = unit[:, :width].reshape(batch, devices, len(DEVICE_ACTIONS))
     share, power, edge = (DEVICE_ACTIONS.index(name) for name in IDLE_ENTRIES)
-    powered = per_device[:, :, power] > 0 if "power" not in fixed else True
-    per_device[:, :, share] = np.where(powered, per_device[:, :, share], 0.0)
-    banded = per_device[:, :, share] > 0 if "bandwidth_share" not in fixed else True
-    per_device[:, :, edge] = np.where(powered & banded, per_device[:, :, edge], 0.0)
+    # Which devices keep their bandwidth weight (they send) and their edge-CPU weight (they send
+    # and have a band); an entry of a fixed block counts as positive.
+    sends = per_device[:, :, power] > 0 if "power" not in fixed else np.ones((batch, devices), dtype=bool)
+    banded = sends & (per_device[:, :, share] > 0) if "bandwidth_share" not in fixed else sends
     if offloaders and "power" not in fixed:
         claims = [DEVICE_ACTIONS.index(name) for name in IDLE_ENTRIES if name not in fixed]
-        priority = np.prod(np.clip(per_device[:, :, claims], 0.0, 1.0), axis=2)
-        keep = station_leaders(priority, observation.association, observation.scenario.stations, offloaders)
-        for entry in (share, power, edge):
-            per_device[:, :, entry] = np.where(keep, per_device[:, :, entry], 0.0)
-    unit[:, :width] = per_device.reshape(batch, width)
+        clipped = np.clip(per_device[:, :, claims], 0.0, 1.0)
+        priority = clipped[:, :, 0]
+        for k in range(1, len(claims)):
+            priority = priority * clipped[:, :, k]
+        claiming = banded & (per_device[:, :, edge] > 0) if "edge_cpu" not in fixed else banded
+        keep = station_leaders(np.where(claiming, priority, 0.0), observation.association,
+                               observation.scenario.stations, offloaders)
+        sends, banded = sends & keep, banded & keep
+        per_device[:, :, power] = np.where(keep, per_device[:, :, power], 0.0)
+    per_device[:, :, share] = np.where(sends, per_device[:, :, share], 0.0)
+    per_device[:, :, edge] = np.where(banded, per_device[:, :, edge], 0.0)
     return unit
 
 
 def station_leaders(priority: np.ndarray, association: np.ndarray, stations: int, count: int) -> np.ndarray:
     """(B, N) bool: at each station the ``count`` devices of largest positive ``priority`` (ties
     to the lower index); devices of priority 0 are never leaders."""
+    positive = priority > 0
     member = association[:, :, None] == np.arange(stations)  # (B, N, M+1)
-    ranked = np.where(member & (priority[:, :, None] > 0), priority[:, :, None], -np.inf)
-    if count == 1:  # the common case, without a sort
-        best = ranked.argmax(axis=1)  # (B, M+1), the first of equal priorities
-        found = ranked.max(axis=1) > -np.inf
-        return ((np.arange(priority.shape[1])[:, None] == best[:, None, :]) & found[:, None, :]).any(axis=2)
+    ranked = np.where(member & positive[:, :, None], priority[:, :, None], -np.inf)
+    if count == 1:  # the common case, without a sort: a device leads if it is its station's first best
+        best = ranked.argmax(axis=1)  # (B, M+1)
+        return positive & (at_station(best, association) == np.arange(priority.shape[1]))
     order = np.argsort(-ranked, axis=1, kind="stable")  # (B, N, M+1), best first per station
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(priority.shape[1])[None, :, None], axis=1)

@@ -477,15 +477,16 @@ class NumpyActor:
         if not isinstance(self.actor, DeviceActor):
             return self._mlp(self.nets[0], features)
         actor = self.actor
-        batch, split = len(features), actor.devices * actor.width
-        own = features[:, :split].reshape(batch, actor.devices, actor.width)
-        context = np.concatenate([features[:, split:], own.mean(axis=1)], axis=1)
-        inputs = [own, np.broadcast_to(context[:, None, :], (batch, actor.devices, context.shape[1]))]
+        batch, devices, split = len(features), actor.devices, actor.devices * actor.width
+        own = features[:, :split].reshape(batch, devices, actor.width)
+        context = np.concatenate([features[:, split:], np.add.reduce(own, axis=1) / devices], axis=1)  # = mean
+        inputs = [own, np.broadcast_to(context[:, None, :], (batch, devices, context.shape[1]))]
         if actor.station_context:
             member = own[:, :, -actor.stations:]  # (B, N, M+1) one-hot, as in DeviceActor._station_context
-            mean = (member.transpose(0, 2, 1) @ own) / np.maximum(member.sum(axis=1), 1.0)[:, :, None]
+            count = np.add.reduce(member, axis=1)[:, :, None]  # (B, M+1, 1)
+            mean = (member.transpose(0, 2, 1) @ own) / np.maximum(count, 1.0)
             peak = np.where(member[:, :, :, None] > 0, own[:, :, None, :], -np.inf).max(axis=1)
-            peak[np.isneginf(peak)] = 0.0
+            peak = np.where(count > 0, peak, np.float32(0.0))  # 0 at an empty station
             inputs += [member @ mean, member @ peak]
         per_device = self._mlp(self.nets[0], np.concatenate(inputs, axis=2))
         return np.concatenate([per_device.reshape(batch, -1), self._mlp(self.nets[1], context)], axis=1)
