@@ -213,6 +213,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import pickle
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -850,7 +851,10 @@ class A3CSolver(Solver):
     def load(self, path) -> "A3CSolver":
         import pandas as pd
 
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        try:  # tensors and plain containers only: a checkpoint cannot run code when loaded
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            saved = None
         if not isinstance(saved, dict) or saved.get("solver") != "a3c":
             raise ValueError(f"{path!s} is not an a3c checkpoint")
         trained = Scenario(**saved["scenario"])
@@ -860,8 +864,11 @@ class A3CSolver(Solver):
                                  f"{getattr(trained, name)}, this solver's scenario has {getattr(self.scenario, name)}")
         # Checkpoints written before these options existed used the "unit" map, the MLP actor
         # and no limit on the devices that send per station.
-        self.config = A3CConfig(**{"action_map": "unit", "actor": "mlp", "offloaders_per_station": 0,
-                                   **saved["hyperparameters"]})
+        try:
+            self.config = make_config(A3CConfig, {"action_map": "unit", "actor": "mlp", "offloaders_per_station": 0,
+                                                  **saved["hyperparameters"]}, "a3c")
+        except ValueError as error:
+            raise ValueError(f"checkpoint {path!s}: {error}") from None
         self.ablation = ABLATIONS.get(saved["ablation"], NO_ABLATION)
         self.model = ActorCritic(self.scenario, self.config)
         self.model.load_state_dict(saved["state_dict"])

@@ -353,6 +353,19 @@ def test_checkpoint_of_the_third_version_loads_without_the_one_sender_limit(tmp_
     assert make("a3c", SMALL).load(path).config.offloaders_per_station == 0
 
 
+def test_checkpoint_with_an_unknown_hyperparameter_or_code_is_refused_by_name(tmp_path):
+    path = tmp_path / "other.pt"
+    make("a3c", SMALL, hidden_size=16).save(path)
+    saved = torch.load(path, weights_only=True)
+    saved["hyperparameters"]["final_std_factor"] = 0.25  # an option this version does not have
+    torch.save(saved, path)
+    with pytest.raises(ValueError, match="other.pt: unknown a3c hyper-parameter.*final_std_factor"):
+        make("a3c", SMALL).load(path)
+    torch.save({"solver": "a3c", "payload": Path}, path)  # a pickled class: loading it could run code
+    with pytest.raises(ValueError, match="other.pt is not an a3c checkpoint"):
+        make("a3c", SMALL).load(path)
+
+
 def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     path = tmp_path / "a3c.pt"
     solver = make("a3c", SMALL, **TINY_TRAINING)
