@@ -63,6 +63,8 @@ Engineering choices (the paper leaves them open):
   a per-slot problem). Measured with one worker, seed 0, 1,000 episodes of N=20, M=3, scored on
   two held-out seeds: delta = 0 reached a system cost of -36,559 (eta_EE 0.0209 J/Mbit), delta =
   0.9 +1,832 (0.0237 J/Mbit); before idle gating the same comparison gave -12,800 vs +22,600.
+  With the current design (fourth round, below) delta = 0.5 and 0.9 close 93% and 80% of the
+  equal -> bcd gap at 3,000 episodes, against 97.5% with delta = 0.
 
 Measurements of the design (N=20, M=3, training seed 0, two workers, 16 environments each,
 deterministic policy on ``held_out_seeds(10)``; mean system cost, eta_EE in J/Mbit, seeds
@@ -201,11 +203,46 @@ and 250 +- 514 (95% intervals), so only seed 0's is resolved. Its local backlog 
 above ``bcd``'s 463.1 Mbit (+1.2 +- 2.4, +4.4 +- 0.5, +4.5 +- 1.2 Mbit; larger on 6, 10 and 10
 of the 10 episodes): the issue's "no larger backlog" is missed by that margin.
 
+Fourth round: the backlog. On the policy's own states (two held-out episodes, 8,000
+device-slots) ``bcd``'s local CPU beside the policy's, as a share of f^l_max and binned by
+``bcd``'s: where ``bcd`` computes 0.3, 0.5, 0.7, 0.9 and 1.0 of f^l_max, training seed 1's policy
+computes 0.10, 0.47, 0.71, 0.86 and 0.87; another run (entropy weight 0, below) 0.26, 0.65,
+0.83, 0.91 and 0.84. Near ``bcd``'s optimum the P2 cost is flat in the local CPU, so runs that
+reach the same system cost land on either side of it: with more local CPU than ``bcd``, a lower
+backlog and a higher eta_EE, or the reverse. None of these changes moved the backlog below
+``bcd``'s in a way that held across runs (12,000 episodes unless noted; "backlog - bcd" is
+paired over the ten test episodes, 95% intervals, Mbit):
+
+====================================================  ========  =====  =======  =======  ==============
+variant                                               cost      gap    eta_EE   backlog  backlog - bcd
+====================================================  ========  =====  =======  =======  ==============
+default, training seeds 0, 1, 2 (third round)         -62,050   99.4%  0.0090   466.5    +1.2, +4.4, +4.5
+entropy weight 0, training seed 0                     -62,119   99.4%  0.0093   457.1    -6.1 +- 2.9
+entropy weight 0, training seed 1                     -62,222   99.6%  0.0091   466.2    +3.1 +- 1.4
+std scaled linearly to 0.25x by the end, seed 0       -61,728   98.8%  0.0093   464.6    +1.5 +- 1.0
+default, 3,000 episodes (third round)                 -60,956   97.5%  0.0091   464.0    +0.8
+discount delta 0.5, 3,000 episodes                    -58,327   93.1%  0.0090   482.0    +18.8 +- 1.7
+discount delta 0.9, 3,000 episodes                    -50,374   79.8%  0.0091   448.5    -14.7 +- 16.2
+====================================================  ========  =====  =======  =======  ==============
+
+The first row is the mean of the three seeds. Without the entropy bonus the learned std is no
+smaller (0.13 of the unit box for the local CPU at the end, 0.11 with it), so the two entropy
+rows are two more draws of the same spread. Narrowing the exploration noise towards the end of
+training (so that the convex energy of (9) biases the mean less) changed nothing, and it was not
+kept. A discount helps neither: delta = 0.5 raises the backlog and the cost, delta = 0.9 lowers
+the backlog at a fifth of the gap; delta = 0 stays the default (MODEL.md 7). Over the five
+12,000-episode runs the backlog is -6.1 to +4.5 Mbit from ``bcd``'s 463.1, mean +1.4 (0.3%).
+
 Decision path: ``decide`` computes the mean action with ``NumpyActor`` (numpy, float32, the
 torch actor's current weights), because at batch 1 torch's per-call overhead outweighs the
-arithmetic of a network this small. At N=20 a decision takes 0.29 ms (median per slot, quiet
-machine) against bcd's 10.6 ms, 37x; ``python -m benchmarks.a3c`` splits it into features
-(0.03 ms), actor (0.08 ms) and gate and map (0.10 ms).
+arithmetic of a network this small. At N=20 a decision takes 0.27 ms (median per slot, quiet
+machine) against ``bcd``'s 10-11 ms, about 40x; ``python -m benchmarks.a3c`` splits it into
+features (0.024 ms), actor (0.076 ms) and gate and map (0.087 ms). The actor's two MLP forwards
+alone take 0.065 ms at batch 1 (``NumpyActor._mlp``, best of five: the per-device MLP, 20 rows
+through 3 x 128 units, 0.044 ms; the stations' MLP 0.021 ms), so 100x (about 0.1 ms) would leave
+some 0.04 ms for the features, the station context, the gates and the map, which take about
+0.15 ms, at one to a few microseconds per numpy call at batch 1. That needs a second, compiled
+implementation of them, against one way to do each thing; it was not written.
 """
 
 from __future__ import annotations
