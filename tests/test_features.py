@@ -1,12 +1,15 @@
-"""The service action map of ``dtnopt.features`` (``action_from_service``): feasibility and the
-physics it inverts (local bits (8), the rate formula (3)-(4), the square-root edge-CPU split (11))."""
+"""``dtnopt.features``: the observation vector's layout, and the service action map
+(``action_from_service``): feasibility and the physics it inverts (local bits (8), the rate
+formula (3)-(4), the square-root edge-CPU split (11))."""
 
 import numpy as np
 import pytest
 
 from dtnopt import Network, Scenario, is_feasible
 from dtnopt.blocks import edge_cpu_split
-from dtnopt.features import SERVICE_ACTIONS, SHARE_FLOOR, SERVICE_BLOCKS, action_from_service, service_action_size
+from dtnopt.config import MBIT
+from dtnopt.features import (SERVICE_ACTIONS, SHARE_FLOOR, SERVICE_BLOCKS, action_from_service, device_feature_size,
+                             observation_features, service_action_size)
 from dtnopt.channel import rate
 from dtnopt.service import serve
 
@@ -28,6 +31,31 @@ def service_vector(observation, share, offload, local, departure=1.0):
     entries = np.broadcast_arrays(share, offload, local, np.zeros((batch, devices)))[:3]
     per_device = np.stack(entries, axis=-1).reshape(batch, devices * 3)
     return np.concatenate([per_device, np.full((batch, SCENARIO.stations), departure)], axis=1)
+
+
+@pytest.mark.parametrize("slots", [6, 20])  # local queues below beta after 6 idle slots, above after 20
+def test_observation_vector_follows_the_documented_layout(slots):
+    observation = busy_observation(batch=2, slots=slots)
+    vector = observation_features(observation)
+    unit = SCENARIO.arrival_mean
+    devices, width, stations = SCENARIO.devices, device_feature_size(SCENARIO), SCENARIO.stations
+    assert vector.dtype == np.float32 and vector.shape == (2, devices * width + stations + 3)
+    per_device = vector[:, : devices * width].reshape(2, devices, width)
+    excess = observation.local_queue - observation.beta
+    assert ((excess < 0) if slots == 6 else (excess > 0)).all()
+    expected = np.concatenate([
+        np.stack([np.log1p(observation.local_queue / unit), np.log1p(observation.arrivals / unit),
+                  observation.own_spectral_efficiency / 32.0,
+                  np.log1p(np.maximum(excess, 0.0) / unit) - np.log1p(np.maximum(-excess, 0.0) / unit)], axis=2),
+        observation.device_position / SCENARIO.area,
+        np.eye(stations)[observation.association],
+    ], axis=2)
+    np.testing.assert_allclose(per_device, expected, rtol=1e-6, atol=1e-7)
+    rest = vector[:, devices * width:]
+    np.testing.assert_allclose(rest[:, :stations], np.log1p(observation.edge_queue / unit), rtol=1e-6)
+    np.testing.assert_allclose(rest[:, stations:], np.stack(
+        [observation.eta * MBIT * 10.0, np.log1p(observation.psi_max / unit),
+         np.full(2, observation.slot / SCENARIO.slots)], axis=1), rtol=1e-6)
 
 
 def test_layout_names_the_blocks_an_ablation_fixes():
