@@ -6,7 +6,8 @@
 Throughput is measured between the first and the last evaluation of a ``fit`` run (so process
 start-up is excluded; the two one-seed evaluations in the parent are included). Decision time is
 the median time of ``solver.act`` per slot over one episode, as ``run_episode`` reports it, and
-split into its parts (features, actor, gate and map) to show where a faster path must cut.
+split into its parts (features, actor, gate and map) to show where a faster path must cut; the
+actor's MLP forwards alone are its arithmetic floor in numpy.
 Timings on a shared machine are pessimistic: the load average is printed beside them.
 """
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import time
+
+import numpy as np
 
 from dtnopt import Scenario, make, run_episode
 
@@ -38,7 +41,8 @@ def decision_ms(name: str, scenario: Scenario, model: str | None = None) -> floa
 def decision_parts_ms(scenario: Scenario, model: str | None = None, slots: int = 50, repeats: int = 5) -> dict:
     """Breakdown of ``a3c``'s decision per slot (ms, best of ``repeats`` passes over
     the first ``slots`` observations of a held-out episode): the observation features, the actor
-    (``NumpyActor``) and the gate with the feasible-action map (``gated_action``)."""
+    (``NumpyActor``), of which its MLP forwards alone, and the gate with the feasible-action map
+    (``gated_action``)."""
     from dtnopt import Network
     from dtnopt.features import observation_features
     from solvers.a3c import gated_action
@@ -55,9 +59,15 @@ def decision_parts_ms(scenario: Scenario, model: str | None = None, slots: int =
     features = [observation_features(o) for o in observations]
     means = [solver._decider(f) for f in features]
     config = solver.config
+    decider = solver._decider
+    # The actor's MLP forwards alone, on inputs of their shapes (per device for the shared
+    # per-device MLP, one row for the stations' MLP and the paper's MLP): the arithmetic floor.
+    leading = [(1, scenario.devices), (1,)] if len(decider.nets) == 2 else [(1,)]
+    mlp_inputs = [np.ones(lead + (net[0][0].shape[0],), dtype=np.float32) for lead, net in zip(leading, decider.nets)]
     parts = {
         "features": lambda k: observation_features(observations[k]),
-        "actor": lambda k: solver._decider(features[k]),
+        "actor": lambda k: decider(features[k]),
+        "actor MLPs only": lambda k: [decider._mlp(net, x) for net, x in zip(decider.nets, mlp_inputs)],
         "gate and map": lambda k: gated_action(observations[k], means[k], solver.ablation, config.gate_idle,
                                                config.action_map, config.offloaders_per_station),
         "whole decision": lambda k: solver.act(observations[k]),

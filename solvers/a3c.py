@@ -238,10 +238,10 @@ torch actor's current weights), because at batch 1 torch's per-call overhead out
 arithmetic of a network this small. At N=20 a decision takes 0.27 ms (median per slot, quiet
 machine) against ``bcd``'s 10-11 ms, about 40x; ``python -m benchmarks.a3c`` splits it into
 features (0.024 ms), actor (0.076 ms) and gate and map (0.087 ms). The actor's two MLP forwards
-alone take 0.065 ms at batch 1 (``NumpyActor._mlp``, best of five: the per-device MLP, 20 rows
-through 3 x 128 units, 0.044 ms; the stations' MLP 0.021 ms), so 100x (about 0.1 ms) would leave
-some 0.04 ms for the features, the station context, the gates and the map, which take about
-0.15 ms, at one to a few microseconds per numpy call at batch 1. That needs a second, compiled
+alone ("actor MLPs only": the per-device MLP, 20 rows through 3 x 128 units, 0.044 ms, and the
+stations' MLP 0.021 ms) take 0.05-0.065 ms at batch 1, so 100x (about 0.1 ms) would leave some
+0.04 ms for the features, the station context, the gates and the map, which take about 0.15 ms,
+at one to a few microseconds per numpy call at batch 1. That needs a second, compiled
 implementation of them, against one way to do each thing; it was not written.
 """
 

@@ -394,9 +394,11 @@ def test_cli_trains_and_runs_a_checkpoint(tmp_path):
     assert '"system_cost"' in run.stdout.splitlines()[-1]
 
 
-def test_decision_breakdown_names_each_part_of_the_decision():
+def test_decision_breakdown_names_each_part_of_the_decision(tmp_path):
     from benchmarks.a3c import decision_parts_ms
 
-    parts = decision_parts_ms(SMALL, slots=3, repeats=1)  # a smoke run; no timing asserted
-    assert list(parts) == ["features", "actor", "gate and map", "whole decision"]
-    assert all(0 < ms < float("inf") for ms in parts.values())
+    make("a3c", SMALL, actor="mlp", hidden_size=16).save(tmp_path / "mlp.pt")
+    for model in (None, tmp_path / "mlp.pt"):  # the station actor's two MLPs, the paper's one
+        parts = decision_parts_ms(SMALL, model, slots=3, repeats=1)  # a smoke run; no timing asserted
+        assert list(parts) == ["features", "actor", "actor MLPs only", "gate and map", "whole decision"]
+        assert all(0 < ms < float("inf") for ms in parts.values())
