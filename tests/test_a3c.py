@@ -335,7 +335,7 @@ def test_checkpoint_of_the_first_version_loads_with_its_unit_map_and_mlp_actor(t
     path = tmp_path / "old.pt"
     solver = make("a3c", SMALL, action_map="unit", actor="mlp", hidden_size=16)
     solver.save(path)
-    saved = torch.load(path, weights_only=False)
+    saved = torch.load(path, weights_only=True)
     for name in ("action_map", "actor", "keep_best"):  # fields the first version did not have
         del saved["hyperparameters"][name]
     torch.save(saved, path)
@@ -347,7 +347,7 @@ def test_checkpoint_of_the_first_version_loads_with_its_unit_map_and_mlp_actor(t
 def test_checkpoint_of_the_third_version_loads_without_the_one_sender_limit(tmp_path):
     path = tmp_path / "v3.pt"
     make("a3c", SMALL, hidden_size=16).save(path)
-    saved = torch.load(path, weights_only=False)
+    saved = torch.load(path, weights_only=True)
     del saved["hyperparameters"]["offloaders_per_station"]  # the third version had no such field
     torch.save(saved, path)
     assert make("a3c", SMALL).load(path).config.offloaders_per_station == 0
