@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .action import Action, max_departure, project
+from . import compiled
+from .action import Action, departure_capacity, max_departure, project
 from .blocks import edge_cpu_split
 from .channel import power_for_bits, rate
 from .config import MBIT, Scenario
@@ -79,28 +80,16 @@ def service_action_size(scenario: Scenario) -> int:
 
 
 def observation_features(observation: Observation) -> np.ndarray:
-    """(B, observation_size) float32 vector of the twin's state, each entry of order one. Written
-    in place into one array: at batch 1 numpy's per-call cost, not arithmetic, is the price."""
+    """(B, observation_size) float32 vector of the twin's state, each entry of order one (the
+    layout of the module docstring; a compiled loop, ``dtnopt.compiled.fill_features``)."""
     sc = observation.scenario
     batch, devices = observation.local_queue.shape
-    unit = max(sc.arrival_mean, 1.0)
-    width, stations = device_feature_size(sc), sc.stations
-    vector = np.empty((batch, devices * width + stations + 3), dtype=np.float32)
-    per_device = vector[:, : devices * width].reshape(batch, devices, width)
-    queue = observation.local_queue
-    np.log1p(queue / unit, out=per_device[:, :, 0])
-    np.log1p(observation.arrivals / unit, out=per_device[:, :, 1])
-    np.divide(observation.own_spectral_efficiency, 32.0, out=per_device[:, :, 2])
-    excess = queue - observation.beta  # signed log1p(|excess| / unit), the module docstring's difference
-    np.copysign(np.log1p(np.abs(excess) / unit), excess, out=per_device[:, :, 3])
-    np.divide(observation.device_position, sc.area, out=per_device[:, :, 4:6])
-    per_device[:, :, 6:] = np.eye(stations, dtype=np.float32)[observation.association]
-    overall = vector[:, devices * width:]
-    np.log1p(observation.edge_queue / unit, out=overall[:, :stations])
-    overall[:, stations] = observation.eta * MBIT * 10.0
-    np.log1p(observation.psi_max / unit, out=overall[:, stations + 1])
-    overall[:, stations + 2] = observation.slot / sc.slots
-    return vector
+    vector = np.empty((batch, observation_size(sc)), dtype=np.float32)
+    return compiled.fill_features(
+        observation.local_queue, observation.arrivals, observation.spectral_efficiency, observation.beta,
+        observation.device_position, observation.association, observation.edge_queue,
+        observation.eta * MBIT * 10.0, observation.psi_max, observation.slot / sc.slots,
+        float(max(sc.arrival_mean, 1.0)), float(sc.area), vector)
 
 
 def action_from_unit(observation: Observation, unit: np.ndarray) -> Action:
@@ -182,6 +171,20 @@ def station_leaders(priority: np.ndarray, association: np.ndarray, stations: int
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(priority.shape[1])[None, :, None], axis=1)
     return ((rank < count) & np.isfinite(ranked)).any(axis=2)
+
+
+def gated_unit_action(observation: Observation, unit: np.ndarray, gate: bool = True, one_sender: bool = False) -> Action:
+    """``project(action_from_unit(gate_unit(observation, unit, offloaders=1 if one_sender else 0)))``
+    for an ablation-free (B, action_size) unit vector (without ``gate``: no gating), in one
+    compiled loop (``dtnopt.compiled.gated_unit_action``) with the same arithmetic, so the same
+    bits; the learned solvers' decisions and rollouts go through it."""
+    sc = observation.scenario
+    batch, devices = observation.local_queue.shape
+    blocks = [np.empty((batch, devices)) for _ in range(4)] + [np.empty((batch, sc.stations))]
+    compiled.gated_unit_action(np.asarray(unit, dtype=float), observation.association, sc.stations, gate,
+                               gate and one_sender, float(sc.max_power), float(sc.local_cpu), sc.station_cpu,
+                               departure_capacity(sc), *blocks)
+    return Action(*blocks)
 
 
 def unit_from_action(observation: Observation, action: Action) -> np.ndarray:

@@ -261,10 +261,11 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
+from dtnopt import compiled
 from dtnopt.config import MBIT, Scenario
 from dtnopt.features import (DEVICE_ACTIONS, IDLE_ENTRIES, SERVICE_ACTIONS, SERVICE_BLOCKS, action_from_service,
-                             action_from_unit, action_size, device_feature_size, gate_unit, observation_features,
-                             observation_size, service_action_size)
+                             action_from_unit, action_size, device_feature_size, gate_unit, gated_unit_action,
+                             observation_features, observation_size, service_action_size)
 from dtnopt.lyapunov import p2_cost_terms
 from dtnopt.loop import HELD_OUT_SEED_BASE, mean_kpis, validation_seeds
 from dtnopt.network import Network
@@ -518,15 +519,14 @@ class NumpyActor:
         batch, devices, split = len(features), actor.devices, actor.devices * actor.width
         own = features[:, :split].reshape(batch, devices, actor.width)
         context = np.concatenate([features[:, split:], np.add.reduce(own, axis=1) / devices], axis=1)  # = mean
-        inputs = [own, np.broadcast_to(context[:, None, :], (batch, devices, context.shape[1]))]
-        if actor.station_context:
-            member = own[:, :, -actor.stations:]  # (B, N, M+1) one-hot, as in DeviceActor._station_context
-            count = np.add.reduce(member, axis=1)[:, :, None]  # (B, M+1, 1)
-            mean = (member.transpose(0, 2, 1) @ own) / np.maximum(count, 1.0)
-            peak = np.where(member[:, :, :, None] > 0, own[:, :, None, :], -np.inf).max(axis=1)
-            peak = np.where(count > 0, peak, np.float32(0.0))  # 0 at an empty station
-            inputs += [member @ mean, member @ peak]
-        per_device = self._mlp(self.nets[0], np.concatenate(inputs, axis=2))
+        if actor.station_context:  # as DeviceActor._station_context, in one compiled loop
+            member = own[:, :, -actor.stations:]  # (B, N, M+1) one-hot
+            joined = np.empty((batch, devices, 3 * actor.width + context.shape[1]), dtype=np.float32)
+            compiled.station_actor_inputs(own, context, member.transpose(0, 2, 1) @ own, actor.stations, joined)
+        else:
+            joined = np.concatenate([own, np.broadcast_to(context[:, None, :], (batch, devices, context.shape[1]))],
+                                    axis=2)
+        per_device = self._mlp(self.nets[0], joined)
         return np.concatenate([per_device.reshape(batch, -1), self._mlp(self.nets[1], context)], axis=1)
 
 
@@ -559,6 +559,8 @@ def gated_action(observation, unit: np.ndarray, ablation: Ablation = NO_ABLATION
     edge CPU, and with ``offloaders`` > 0 at most that many devices per station send."""
     if action_map != "unit":
         return ablation.apply(observation, ACTION_MAPS[action_map].to_action(observation, unit))
+    if not ablation.fixed and offloaders <= 1:  # the common case, compiled (the same bits as below)
+        return gated_unit_action(observation, unit, gate, offloaders == 1)
     if gate:
         unit = gate_unit(observation, unit, ablation.fixed, offloaders)
     return ablation.apply(observation, action_from_unit(observation, unit))

@@ -8,8 +8,10 @@ import pytest
 from dtnopt import Network, Scenario, is_feasible
 from dtnopt.blocks import edge_cpu_split
 from dtnopt.config import MBIT
-from dtnopt.features import (SERVICE_ACTIONS, SHARE_FLOOR, SERVICE_BLOCKS, action_from_service, device_feature_size,
-                             observation_features, service_action_size)
+from dtnopt.action import ACTION_BLOCKS
+from dtnopt.features import (SERVICE_ACTIONS, SHARE_FLOOR, SERVICE_BLOCKS, action_from_service, action_from_unit,
+                             action_size, device_feature_size, gate_unit, gated_unit_action, observation_features,
+                             service_action_size)
 from dtnopt.channel import rate
 from dtnopt.service import serve
 
@@ -56,6 +58,28 @@ def test_observation_vector_follows_the_documented_layout(slots):
     np.testing.assert_allclose(rest[:, stations:], np.stack(
         [observation.eta * MBIT * 10.0, np.log1p(observation.psi_max / unit),
          np.full(2, observation.slot / SCENARIO.slots)], axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("scenario, batch", [(Scenario(), 1), (Scenario(devices=9, sbs=5), 4), (SCENARIO, 3)])
+def test_compiled_gated_map_has_the_bits_of_gate_then_map(scenario, batch):
+    """``gated_unit_action`` (one compiled loop) against ``action_from_unit(gate_unit(...))`` on
+    unit vectors with entries out of the box, zeros, ties and NaN: equal bit for bit."""
+    rng = np.random.default_rng(5)
+    network = Network(scenario, batch)
+    observation = network.reset(4)
+    size = action_size(scenario)
+    for _ in range(8):
+        vectors = [rng.normal(0.3, 0.6, (batch, size)), np.round(rng.random((batch, size)), 1),
+                   np.where(rng.random((batch, size)) < 0.3, 0.0, rng.random((batch, size))),
+                   np.where(rng.random((batch, size)) < 0.1, np.nan, rng.random((batch, size)))]
+        for unit in vectors:
+            for gate, one_sender in ((True, True), (True, False), (False, False)):
+                gated = gate_unit(observation, unit, offloaders=int(one_sender)) if gate else unit
+                expected, got = action_from_unit(observation, gated), gated_unit_action(observation, unit, gate, one_sender)
+                for name in ACTION_BLOCKS:
+                    np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
+        network.step(action_from_unit(observation, rng.random((batch, size))))
+        observation = network.observation
 
 
 def test_layout_names_the_blocks_an_ablation_fixes():

@@ -1,0 +1,173 @@
+"""Compiled (numba) loops of the learned solvers' decision path: at batch 1 numpy's per-call cost,
+not arithmetic, is the price of a decision, so these loops do in one call what would take tens of
+numpy calls. Each is the body of a function documented elsewhere, which owns its meaning:
+
+- ``fill_features``: ``dtnopt.features.observation_features`` (its only implementation);
+- ``gated_unit_action``: ``dtnopt.features.gated_unit_action``, the composition ``project``
+  (``dtnopt.action``) of ``action_from_unit`` of ``gate_unit`` for an ablation-free unit vector,
+  held bitwise equal to that composition by ``tests/test_features.py``;
+- ``station_actor_inputs``: the per-device input of ``solvers.a3c.NumpyActor``'s station actor.
+
+They take and fill plain arrays (no model objects), and are compiled on first use and cached on
+disk (``cache=True``). The arithmetic is the numpy code's, operation for operation, so the results
+are the same bit for bit (float64; the features are rounded to float32 at the end, as before).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def fill_features(local_queue, arrivals, spectral_efficiency, beta, position, association, edge_queue, eta_scaled,
+                  psi_max, slot_fraction, unit, area, out):
+    """Write the observation vector of ``observation_features`` into ``out`` (B, size) float32."""
+    batch, devices = local_queue.shape
+    stations = edge_queue.shape[1]
+    width = 6 + stations
+    for b in range(batch):
+        for i in range(devices):
+            base = i * width
+            queue, station = local_queue[b, i], association[b, i]
+            excess = queue - beta[b, i]
+            out[b, base] = math.log1p(queue / unit)
+            out[b, base + 1] = math.log1p(arrivals[b, i] / unit)
+            out[b, base + 2] = spectral_efficiency[b, i, station] / 32.0
+            out[b, base + 3] = math.copysign(math.log1p(abs(excess) / unit), excess)
+            out[b, base + 4] = position[b, i, 0] / area
+            out[b, base + 5] = position[b, i, 1] / area
+            for k in range(stations):
+                out[b, base + 6 + k] = 1.0 if k == station else 0.0
+        base = devices * width
+        for k in range(stations):
+            out[b, base + k] = math.log1p(edge_queue[b, k] / unit)
+        out[b, base + stations] = eta_scaled[b]
+        out[b, base + stations + 1] = math.log1p(psi_max[b] / unit)
+        out[b, base + stations + 2] = slot_fraction
+    return out
+
+
+@numba.njit(cache=True)
+def _clip(value, upper):
+    """``numpy.minimum(numpy.fmax(value, 0), upper)``: NaN counts as 0."""
+    if not value >= 0.0:
+        return 0.0
+    return upper if value > upper else value
+
+
+@numba.njit(cache=True)
+def _clip_unit_keep_nan(value):
+    """``numpy.clip(value, 0, 1)``: NaN stays NaN."""
+    if value < 0.0:
+        return 0.0
+    return 1.0 if value > 1.0 else value
+
+
+@numba.njit(cache=True)
+def gated_unit_action(unit, association, stations, gate, one_sender, max_power, local_cpu, station_cpu, capacity,
+                      share, power, cpu, edge_cpu, departure):
+    """Fill the five blocks of the feasible action of a (B, 4 N + M+1) unit vector (``unit``,
+    float64, unchanged) after the idle gate (``gate``) and, with ``one_sender``, the one-sender gate.
+    Entries per device: bandwidth, power, local CPU, edge CPU (``DEVICE_ACTIONS``)."""
+    batch, devices = association.shape
+    width = 4 * devices
+    band, send, compute, edge = np.empty(devices), np.empty(devices), np.empty(devices), np.empty(devices)
+    sends, banded = np.empty(devices, dtype=np.bool_), np.empty(devices, dtype=np.bool_)
+    priority, totals = np.empty(devices), np.empty(stations)
+    leader, leading = np.empty(stations, dtype=np.int64), np.empty(stations)
+    for b in range(batch):
+        for i in range(devices):
+            band[i], send[i], compute[i], edge[i] = unit[b, 4 * i], unit[b, 4 * i + 1], unit[b, 4 * i + 2], unit[b, 4 * i + 3]
+        if gate:  # gate_unit, no fixed block
+            for i in range(devices):
+                sends[i] = send[i] > 0.0
+                banded[i] = sends[i] and band[i] > 0.0
+            if one_sender:  # station_leaders with count 1: the first largest positive claim
+                for i in range(devices):
+                    claim = _clip_unit_keep_nan(band[i]) * _clip_unit_keep_nan(send[i]) * _clip_unit_keep_nan(edge[i])
+                    priority[i] = claim if banded[i] and edge[i] > 0.0 else 0.0
+                leader[:] = -1
+                for i in range(devices):
+                    j = association[b, i]
+                    if priority[i] > 0.0 and (leader[j] < 0 or priority[i] > leading[j]):
+                        leader[j], leading[j] = i, priority[i]
+                for i in range(devices):
+                    if not (priority[i] > 0.0 and leader[association[b, i]] == i):
+                        sends[i], banded[i], send[i] = False, False, 0.0
+            for i in range(devices):
+                if not sends[i]:
+                    band[i] = 0.0
+                if not banded[i]:
+                    edge[i] = 0.0
+        # action_from_unit: clip to [0, 1], shares of each station, scale to the bounds ...
+        for i in range(devices):
+            band[i], send[i] = _clip(band[i], 1.0), _clip(send[i], 1.0)
+            compute[i], edge[i] = _clip(compute[i], 1.0), _clip(edge[i], 1.0)
+        for weights, out, scaled in ((band, share, False), (edge, edge_cpu, True)):
+            totals[:] = 0.0
+            for i in range(devices):
+                totals[association[b, i]] += weights[i]
+            for i in range(devices):
+                j = association[b, i]
+                out[b, i] = weights[i] / totals[j] if totals[j] > 0 else 0.0
+                if scaled:
+                    out[b, i] = out[b, i] * station_cpu[j]
+        for i in range(devices):
+            power[b, i], cpu[b, i] = send[i] * max_power, compute[i] * local_cpu
+        for k in range(stations):
+            departure[b, k] = _clip(unit[b, width + k], 1.0) * capacity[k]
+        # ... then project: clip every block, scale a station's sums down to its capacity.
+        for i in range(devices):
+            share[b, i], power[b, i] = _clip(share[b, i], 1.0), _clip(power[b, i], max_power)
+            cpu[b, i], edge_cpu[b, i] = _clip(cpu[b, i], local_cpu), _clip(edge_cpu[b, i], station_cpu[association[b, i]])
+        for out, scaled in ((share, False), (edge_cpu, True)):
+            totals[:] = 0.0
+            for i in range(devices):
+                totals[association[b, i]] += out[b, i]
+            for i in range(devices):
+                j = association[b, i]
+                limit = station_cpu[j] if scaled else 1.0
+                if totals[j] > limit:
+                    out[b, i] = out[b, i] * (limit / totals[j])
+        for k in range(stations):
+            departure[b, k] = _clip(departure[b, k], capacity[k])
+
+
+@numba.njit(cache=True)
+def station_actor_inputs(own, context, sums, stations, out):
+    """Fill ``out`` (B, N, 3 W + C) float32 with each device's own features (``own``, (B, N, W)), the
+    shared context (B, C), and the mean and max of the features of its station's devices. The
+    station is read from the one-hot at the end of a device's features; ``sums`` (B, M+1, W) are
+    the stations' feature sums (``member.T @ own``, left to numpy so the mean keeps its bits). A
+    device's station always has a member, itself."""
+    batch, devices, width = own.shape
+    size = context.shape[1]
+    station = np.empty(devices, dtype=np.int64)
+    count = np.empty(stations, dtype=np.float32)
+    peak = np.empty((stations, width), dtype=np.float32)
+    for b in range(batch):
+        count[:] = 0
+        for i in range(devices):
+            station[i] = 0
+            for k in range(stations):
+                if own[b, i, width - stations + k] > 0:
+                    station[i] = k
+            j = station[i]
+            if count[j] == 0:
+                peak[j, :] = own[b, i, :]
+            else:
+                for k in range(width):
+                    peak[j, k] = max(peak[j, k], own[b, i, k])
+            count[j] += 1
+        for i in range(devices):
+            j = station[i]
+            for k in range(width):
+                out[b, i, k] = own[b, i, k]
+                out[b, i, width + size + k] = sums[b, j, k] / count[j]
+                out[b, i, 2 * width + size + k] = peak[j, k]
+            for k in range(size):
+                out[b, i, width + k] = context[b, k]
+    return out
