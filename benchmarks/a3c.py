@@ -2,13 +2,15 @@
 2 workers, and the trained-or-not policy's decision time per slot, beside ``bcd``'s.
 
     python -m benchmarks.a3c [--episodes K] [--devices N] [--sbs M] [--model X.pt] [--skip-bcd]
+                             [--timed-episodes E]
 
 Throughput is measured between the first and the last evaluation of a ``fit`` run (so process
 start-up is excluded; the two one-seed evaluations in the parent are included). Decision time is
-the median time of ``solver.act`` per slot over one episode, as ``run_episode`` reports it, and
-split into its parts (features, actor, gate and map) to show where a faster path must cut; the
-actor's MLP forwards alone are its arithmetic floor in numpy.
-Timings on a shared machine are pessimistic: the load average is printed beside them.
+the median time of ``solver.act`` per slot, as ``run_episode`` times it, over all slots of E
+held-out episodes, ``a3c`` and ``bcd`` taking turns episode by episode. It is split into its
+parts (features, actor, gate and map) to show where a faster path must cut; the actor's MLP
+forwards alone are its arithmetic floor in numpy. Timings on a shared machine are pessimistic
+and vary from minute to minute: the load average is printed beside them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 
 import numpy as np
 
-from dtnopt import Scenario, make, run_episode
+from dtnopt import Scenario, held_out_seeds, make, run_episode
 
 
 def training_throughput(scenario: Scenario, workers: int, episodes: int) -> tuple[float, float]:
@@ -31,11 +33,18 @@ def training_throughput(scenario: Scenario, workers: int, episodes: int) -> tupl
     return steady, last["slots"] / last["wall_s"]
 
 
-def decision_ms(name: str, scenario: Scenario, model: str | None = None) -> float:
-    solver = make(name, scenario)
-    if model:
-        solver.load(model)
-    return run_episode(solver, scenario, seed=1_000_000).kpi["decision_ms"]
+def decision_ms(names: tuple, scenario: Scenario, model: str | None = None, episodes: int = 3) -> dict:
+    """Median per-slot decision time (ms) of each solver in ``names`` over all slots of
+    ``episodes`` held-out episodes, as ``run_episode`` times ``solver.act``. The solvers take turns
+    episode by episode, so a slower spell of a shared machine falls on all of them alike."""
+    solvers = {name: make(name, scenario) for name in names}
+    if model and "a3c" in solvers:
+        solvers["a3c"].load(model)
+    times = {name: [] for name in names}
+    for seed in held_out_seeds(episodes):
+        for name, solver in solvers.items():
+            times[name].append(run_episode(solver, scenario, seed=seed).slots["decision_ms"].to_numpy())
+    return {name: float(np.median(np.concatenate(values))) for name, values in times.items()}
 
 
 def decision_parts_ms(scenario: Scenario, model: str | None = None, slots: int = 50, repeats: int = 5) -> dict:
@@ -91,6 +100,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sbs", type=int, default=3, help="M (default 3)")
     parser.add_argument("--model", default=None, help="a3c checkpoint whose decision time to measure")
     parser.add_argument("--skip-bcd", action="store_true", help="do not time bcd")
+    parser.add_argument("--timed-episodes", type=int, default=3, help="held-out episodes timed per solver (default 3)")
     args = parser.parse_args(argv)
     scenario = Scenario(devices=args.devices, sbs=args.sbs)
     print(f"scenario N={scenario.devices} M={scenario.sbs}; {os.cpu_count()} CPUs, "
@@ -99,14 +109,14 @@ def main(argv=None) -> None:
         steady, overall = training_throughput(scenario, workers, args.episodes)
         print(f"a3c training, {workers} worker(s): {steady:,.0f} env slots/s steady, "
               f"{overall:,.0f} including start-up (load average {os.getloadavg()[0]:.1f})")
-    a3c = decision_ms("a3c", scenario, args.model)
-    print(f"a3c decision time: {a3c:.3f} ms/slot (median)")
+    names = ("a3c",) if args.skip_bcd else ("a3c", "bcd")
+    times = decision_ms(names, scenario, args.model, args.timed_episodes)
+    print(f"a3c decision time: {times['a3c']:.3f} ms/slot (median over {args.timed_episodes} held-out episodes)")
     parts = decision_parts_ms(scenario, args.model)
     print("  of which (best pass over 50 slots): " + ", ".join(f"{name} {ms:.3f} ms" for name, ms in parts.items()))
     if not args.skip_bcd:
-        bcd = decision_ms("bcd", scenario)
-        print(f"bcd decision time: {bcd:.3f} ms/slot (median); bcd / a3c = {bcd / a3c:,.0f}x")
-
+        print(f"bcd decision time: {times['bcd']:.3f} ms/slot (median, the same episodes, taking turns with a3c); "
+              f"bcd / a3c = {times['bcd'] / times['a3c']:,.0f}x")
 
 if __name__ == "__main__":
     main()

@@ -137,36 +137,46 @@ def gated_unit_action(unit, association, stations, gate, one_sender, max_power, 
 
 
 @numba.njit(cache=True)
-def station_actor_inputs(own, context, sums, stations, out):
-    """Fill ``out`` (B, N, 3 W + C) float32 with each device's own features (``own``, (B, N, W)), the
-    shared context (B, C), and the mean and max of the features of its station's devices. The
-    station is read from the one-hot at the end of a device's features; ``sums`` (B, M+1, W) are
-    the stations' feature sums (``member.T @ own``, left to numpy so the mean keeps its bits). A
-    device's station always has a member, itself."""
-    batch, devices, width = own.shape
-    size = context.shape[1]
+def station_actor_inputs(features, devices, width, stations, context, out):
+    """From observation vectors ``features`` (B, N W + C0) float32, fill ``context`` (B, C0 + W) with
+    their tail and the mean of the devices' features, and ``out`` (B, N, 3 W + C0 + W) with each
+    device's own features, the context and the mean and max of the features of its station's
+    devices (the station read from the one-hot at the end of its features; its station always has
+    a member, itself). Sums run over the devices in order, in float32, as numpy's do."""
+    batch = features.shape[0]
+    split = devices * width
+    tail = features.shape[1] - split
+    size = tail + width
     station = np.empty(devices, dtype=np.int64)
     count = np.empty(stations, dtype=np.float32)
+    sums = np.empty((stations, width), dtype=np.float32)
     peak = np.empty((stations, width), dtype=np.float32)
     for b in range(batch):
+        for k in range(tail):
+            context[b, k] = features[b, split + k]
+        for k in range(width):
+            total = np.float32(0.0)
+            for i in range(devices):
+                total += features[b, i * width + k]
+            context[b, tail + k] = total / np.float32(devices)
         count[:] = 0
+        sums[:] = 0
         for i in range(devices):
-            station[i] = 0
+            j = 0
             for k in range(stations):
-                if own[b, i, width - stations + k] > 0:
-                    station[i] = k
-            j = station[i]
-            if count[j] == 0:
-                peak[j, :] = own[b, i, :]
-            else:
-                for k in range(width):
-                    peak[j, k] = max(peak[j, k], own[b, i, k])
+                if features[b, i * width + width - stations + k] > 0:
+                    j = k
+            station[i] = j
+            for k in range(width):
+                value = features[b, i * width + k]
+                sums[j, k] += value
+                peak[j, k] = value if count[j] == 0 else max(peak[j, k], value)
             count[j] += 1
         for i in range(devices):
             j = station[i]
             for k in range(width):
-                out[b, i, k] = own[b, i, k]
-                out[b, i, width + size + k] = sums[b, j, k] / count[j]
+                out[b, i, k] = features[b, i * width + k]
+                out[b, i, width + size + k] = sums[j, k] / count[j]
                 out[b, i, 2 * width + size + k] = peak[j, k]
             for k in range(size):
                 out[b, i, width + k] = context[b, k]

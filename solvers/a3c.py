@@ -516,14 +516,14 @@ class NumpyActor:
         if not isinstance(self.actor, DeviceActor):
             return self._mlp(self.nets[0], features)
         actor = self.actor
-        batch, devices, split = len(features), actor.devices, actor.devices * actor.width
-        own = features[:, :split].reshape(batch, devices, actor.width)
-        context = np.concatenate([features[:, split:], np.add.reduce(own, axis=1) / devices], axis=1)  # = mean
-        if actor.station_context:  # as DeviceActor._station_context, in one compiled loop
-            member = own[:, :, -actor.stations:]  # (B, N, M+1) one-hot
-            joined = np.empty((batch, devices, 3 * actor.width + context.shape[1]), dtype=np.float32)
-            compiled.station_actor_inputs(own, context, member.transpose(0, 2, 1) @ own, actor.stations, joined)
+        batch, devices, width = len(features), actor.devices, actor.width
+        if actor.station_context:  # as DeviceActor.forward and _station_context, in one compiled loop
+            context = np.empty((batch, features.shape[1] - devices * width + width), dtype=np.float32)
+            joined = np.empty((batch, devices, 3 * width + context.shape[1]), dtype=np.float32)
+            compiled.station_actor_inputs(features, devices, width, actor.stations, context, joined)
         else:
+            own = features[:, : devices * width].reshape(batch, devices, width)
+            context = np.concatenate([features[:, devices * width:], np.add.reduce(own, axis=1) / devices], axis=1)
             joined = np.concatenate([own, np.broadcast_to(context[:, None, :], (batch, devices, context.shape[1]))],
                                     axis=2)
         per_device = self._mlp(self.nets[0], joined)
