@@ -118,5 +118,6 @@ def main(argv=None) -> None:
         print(f"bcd decision time: {times['bcd']:.3f} ms/slot (median, the same episodes, taking turns with a3c); "
               f"bcd / a3c = {times['bcd'] / times['a3c']:,.0f}x")
 
+
 if __name__ == "__main__":
     main()

@@ -3,14 +3,15 @@ not arithmetic, is the price of a decision, so these loops do in one call what w
 numpy calls. Each is the body of a function documented elsewhere, which owns its meaning:
 
 - ``fill_features``: ``dtnopt.features.observation_features`` (its only implementation);
-- ``gated_unit_action``: ``dtnopt.features.gated_unit_action``, the composition ``project``
-  (``dtnopt.action``) of ``action_from_unit`` of ``gate_unit`` for an ablation-free unit vector,
-  held bitwise equal to that composition by ``tests/test_features.py``;
+- ``gated_unit_action``: ``dtnopt.features.gated_unit_action``, ``action_from_unit`` (which ends
+  with the model's projection) of ``gate_unit`` for an ablation-free unit vector, held bitwise
+  equal to that composition by ``tests/test_features.py``;
 - ``station_actor_inputs``: the per-device input of ``solvers.a3c.NumpyActor``'s station actor.
 
 They take and fill plain arrays (no model objects), and are compiled on first use and cached on
-disk (``cache=True``). The arithmetic is the numpy code's, operation for operation, so the results
-are the same bit for bit (float64; the features are rounded to float32 at the end, as before).
+disk (``cache=True``). The arithmetic is the numpy code's, operation for operation and in the
+same precision (the features computed in float64 and stored as float32, the actor's statistics
+in float32), so the results are the same bit for bit.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def gated_unit_action(unit, association, stations, gate, one_sender, max_power, 
     leader, leading = np.empty(stations, dtype=np.int64), np.empty(stations)
     for b in range(batch):
         for i in range(devices):
-            band[i], send[i], compute[i], edge[i] = unit[b, 4 * i], unit[b, 4 * i + 1], unit[b, 4 * i + 2], unit[b, 4 * i + 3]
+            band[i], send[i] = unit[b, 4 * i], unit[b, 4 * i + 1]
+            compute[i], edge[i] = unit[b, 4 * i + 2], unit[b, 4 * i + 3]
         if gate:  # gate_unit, no fixed block
             for i in range(devices):
                 sends[i] = send[i] > 0.0
@@ -122,7 +124,8 @@ def gated_unit_action(unit, association, stations, gate, one_sender, max_power, 
         # ... then project: clip every block, scale a station's sums down to its capacity.
         for i in range(devices):
             share[b, i], power[b, i] = _clip(share[b, i], 1.0), _clip(power[b, i], max_power)
-            cpu[b, i], edge_cpu[b, i] = _clip(cpu[b, i], local_cpu), _clip(edge_cpu[b, i], station_cpu[association[b, i]])
+            cpu[b, i] = _clip(cpu[b, i], local_cpu)
+            edge_cpu[b, i] = _clip(edge_cpu[b, i], station_cpu[association[b, i]])
         for out, scaled in ((share, False), (edge_cpu, True)):
             totals[:] = 0.0
             for i in range(devices):

@@ -173,11 +173,12 @@ def station_leaders(priority: np.ndarray, association: np.ndarray, stations: int
     return ((rank < count) & np.isfinite(ranked)).any(axis=2)
 
 
-def gated_unit_action(observation: Observation, unit: np.ndarray, gate: bool = True, one_sender: bool = False) -> Action:
-    """``project(action_from_unit(gate_unit(observation, unit, offloaders=1 if one_sender else 0)))``
-    for an ablation-free (B, action_size) unit vector (without ``gate``: no gating), in one
-    compiled loop (``dtnopt.compiled.gated_unit_action``) with the same arithmetic, so the same
-    bits; the learned solvers' decisions and rollouts go through it."""
+def gated_unit_action(observation: Observation, unit: np.ndarray, gate: bool = True,
+                      one_sender: bool = False) -> Action:
+    """``action_from_unit(observation, gate_unit(observation, unit, offloaders=int(one_sender)))``
+    for an ablation-free (B, action_size) unit vector (without ``gate``: ``action_from_unit``
+    alone), in one compiled loop (``dtnopt.compiled.gated_unit_action``) with the same arithmetic,
+    so the same bits: the path of a3c's decisions and rollouts."""
     sc = observation.scenario
     batch, devices = observation.local_queue.shape
     blocks = [np.empty((batch, devices)) for _ in range(4)] + [np.empty((batch, sc.stations))]

@@ -245,11 +245,12 @@ and on 51,200 gated maps, and the four checkpoints of the third round give the s
 last digit). Training goes through the same functions. At N=20, with
 ``python -m benchmarks.a3c --model X.pt`` (``a3c`` and ``bcd`` taking turns over three held-out
 episodes, median per slot), eleven measurements gave 0.078-0.174 ms against ``bcd``'s
-9.9-16.0 ms: 68x to 137x, median 98x, so the 100x target is met about half the time. The spread is the machine's: in its quiet spells the
-actor's two MLP forwards ("actor MLPs only", the per-device MLP with 20 rows through 3 x 128
-units and the stations' MLP) take 0.041 ms of a 0.065 ms decision (best pass), in its slower
-ones 0.070 of 0.105 ms, while ``bcd`` slows less. The numpy path before the compiled loops
-took 0.27 ms (40x); the MLP products are BLAS calls already and are what is left.
+9.9-16.0 ms: 68x to 137x, median 98x, so the 100x target is met about half the time. The
+spread is the machine's: in its quiet spells the actor's two MLP forwards ("actor MLPs only",
+the per-device MLP with 20 rows through 3 x 128 units and the stations' MLP) take 0.041 ms of a
+0.065 ms decision (best pass), in its slower ones 0.070 of 0.105 ms, while ``bcd`` slows less.
+The numpy path before the compiled loops took 0.27 ms (40x); the MLP products, BLAS calls
+already, are what is left.
 """
 
 from __future__ import annotations

@@ -75,7 +75,8 @@ def test_compiled_gated_map_has_the_bits_of_gate_then_map(scenario, batch):
         for unit in vectors:
             for gate, one_sender in ((True, True), (True, False), (False, False)):
                 gated = gate_unit(observation, unit, offloaders=int(one_sender)) if gate else unit
-                expected, got = action_from_unit(observation, gated), gated_unit_action(observation, unit, gate, one_sender)
+                expected = action_from_unit(observation, gated)
+                got = gated_unit_action(observation, unit, gate, one_sender)
                 for name in ACTION_BLOCKS:
                     np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
         network.step(action_from_unit(observation, rng.random((batch, size))))
