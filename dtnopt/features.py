@@ -1,7 +1,8 @@
 """Shared numerics of the learned solvers and the Gymnasium environment: the twin's structured
 observation flattened and normalised into a vector, and a unit-box action vector mapped onto the
 feasible set (14a)-(14e) through the model's projection, optionally after the gates of
-``gate_unit`` (idle devices take no share; at most so many senders per station).
+``gate_unit`` (idle devices take no share; at most so many senders per station). The observation
+vector and the gated map (``gated_unit_action``) run as compiled loops (``dtnopt.compiled``).
 
 Observation vector (per environment), with ``N`` devices and ``M+1`` stations:
 
