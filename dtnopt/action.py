@@ -57,14 +57,14 @@ def equal_shares(scenario: Scenario, association: np.ndarray) -> np.ndarray:
     return 1.0 / at_station(station_count(association, scenario.stations), association)
 
 
-def departure_capacity(scenario: Scenario) -> np.ndarray:
+def _departure_capacity(scenario: Scenario) -> np.ndarray:
     """(M+1,) f^e_j tau / c, the most bits edge buffer j can release in a slot (14e)."""
     return scenario.station_cpu * (scenario.tau / scenario.cycles_per_bit)
 
 
 def max_departure(scenario: Scenario, batch: int) -> np.ndarray:
     """(B, M+1) largest edge departures f^e_j tau / c (14e)."""
-    return departure_capacity(scenario)[None, :].repeat(batch, axis=0)
+    return _departure_capacity(scenario)[None, :].repeat(batch, axis=0)
 
 
 def _cap_station_sums(values: np.ndarray, index: np.ndarray, capacity, stations: int):
@@ -98,7 +98,7 @@ def project(scenario: Scenario, action: Action, association: np.ndarray) -> Acti
         power=_clip(action.power, scenario.max_power),
         local_cpu=_clip(action.local_cpu, scenario.local_cpu),
         edge_cpu=_cap_station_sums(edge_cpu, index, station_cpu, stations),
-        edge_departure=_clip(action.edge_departure, departure_capacity(scenario)),
+        edge_departure=_clip(action.edge_departure, _departure_capacity(scenario)),
     )
 
 
@@ -141,7 +141,7 @@ def violations(scenario: Scenario, action: Action, association: np.ndarray, tol:
          f"(14c) 0 <= f^l <= {scenario.local_cpu:g} cycles/s")
     over("edge_cpu", station_sum(blocks["edge_cpu"], association, stations), scenario.station_cpu,
          "(14d) sum of edge CPU at a station <= its capacity")
-    over("edge_departure", blocks["edge_departure"], departure_capacity(scenario),
+    over("edge_departure", blocks["edge_departure"], _departure_capacity(scenario),
          "(14e) Psi_j c <= f^e_j tau")
     return problems
 

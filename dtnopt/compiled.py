@@ -23,8 +23,8 @@ import numpy as np
 
 
 @numba.njit(cache=True)
-def fill_features(local_queue, arrivals, spectral_efficiency, beta, position, association, edge_queue, eta_scaled,
-                  psi_max, slot_fraction, unit, area, out):
+def fill_features(local_queue, arrivals, spectral_efficiency, beta, position, association, edge_queue, eta,
+                  psi_max, slot_fraction, unit, area, mbit, out):
     """Write the observation vector of ``observation_features`` into ``out`` (B, size) float32."""
     batch, devices = local_queue.shape
     stations = edge_queue.shape[1]
@@ -45,7 +45,7 @@ def fill_features(local_queue, arrivals, spectral_efficiency, beta, position, as
         base = devices * width
         for k in range(stations):
             out[b, base + k] = math.log1p(edge_queue[b, k] / unit)
-        out[b, base + stations] = eta_scaled[b]
+        out[b, base + stations] = eta[b] * mbit * 10.0
         out[b, base + stations + 1] = math.log1p(psi_max[b] / unit)
         out[b, base + stations + 2] = slot_fraction
     return out
@@ -68,21 +68,24 @@ def _clip_unit_keep_nan(value):
 
 
 @numba.njit(cache=True)
-def gated_unit_action(unit, association, stations, gate, one_sender, max_power, local_cpu, station_cpu, capacity,
-                      share, power, cpu, edge_cpu, departure):
+def gated_unit_action(unit, association, stations, gate, one_sender, max_power, local_cpu, station_cpu,
+                      slot_per_cycle, share, power, cpu, edge_cpu, departure):
     """Fill the five blocks of the feasible action of a (B, 4 N + M+1) unit vector (``unit``,
-    float64, unchanged) after the idle gate (``gate``) and, with ``one_sender``, the one-sender gate.
-    Entries per device: bandwidth, power, local CPU, edge CPU (``DEVICE_ACTIONS``)."""
+    float32 or float64, read in float64, unchanged) after the idle gate (``gate``) and, with
+    ``one_sender``, the one-sender gate. Entries per device: bandwidth, power, local CPU, edge CPU
+    (``DEVICE_ACTIONS``); ``slot_per_cycle`` is tau / c, so a station's most departing bits are
+    f^e_j tau / c (14e)."""
     batch, devices = association.shape
     width = 4 * devices
+    capacity = station_cpu * slot_per_cycle
     band, send, compute, edge = np.empty(devices), np.empty(devices), np.empty(devices), np.empty(devices)
     sends, banded = np.empty(devices, dtype=np.bool_), np.empty(devices, dtype=np.bool_)
     priority, totals = np.empty(devices), np.empty(stations)
     leader, leading = np.empty(stations, dtype=np.int64), np.empty(stations)
     for b in range(batch):
         for i in range(devices):
-            band[i], send[i] = unit[b, 4 * i], unit[b, 4 * i + 1]
-            compute[i], edge[i] = unit[b, 4 * i + 2], unit[b, 4 * i + 3]
+            band[i], send[i] = np.float64(unit[b, 4 * i]), np.float64(unit[b, 4 * i + 1])
+            compute[i], edge[i] = np.float64(unit[b, 4 * i + 2]), np.float64(unit[b, 4 * i + 3])
         if gate:  # gate_unit, no fixed block
             for i in range(devices):
                 sends[i] = send[i] > 0.0
@@ -120,7 +123,7 @@ def gated_unit_action(unit, association, stations, gate, one_sender, max_power, 
         for i in range(devices):
             power[b, i], cpu[b, i] = send[i] * max_power, compute[i] * local_cpu
         for k in range(stations):
-            departure[b, k] = _clip(unit[b, width + k], 1.0) * capacity[k]
+            departure[b, k] = _clip(np.float64(unit[b, width + k]), 1.0) * capacity[k]
         # ... then project: clip every block, scale a station's sums down to its capacity.
         for i in range(devices):
             share[b, i], power[b, i] = _clip(share[b, i], 1.0), _clip(power[b, i], max_power)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import compiled
-from .action import Action, departure_capacity, max_departure, project
+from .action import Action, max_departure, project
 from .blocks import edge_cpu_split
 from .channel import power_for_bits, rate
 from .config import MBIT, Scenario
@@ -88,9 +88,9 @@ def observation_features(observation: Observation) -> np.ndarray:
     vector = np.empty((batch, observation_size(sc)), dtype=np.float32)
     return compiled.fill_features(
         observation.local_queue, observation.arrivals, observation.spectral_efficiency, observation.beta,
-        observation.device_position, observation.association, observation.edge_queue,
-        observation.eta * MBIT * 10.0, observation.psi_max, observation.slot / sc.slots,
-        float(max(sc.arrival_mean, 1.0)), float(sc.area), vector)
+        observation.device_position, observation.association, observation.edge_queue, observation.eta,
+        observation.psi_max, observation.slot / sc.slots, float(max(sc.arrival_mean, 1.0)), float(sc.area),
+        float(MBIT), vector)
 
 
 def action_from_unit(observation: Observation, unit: np.ndarray) -> Action:
@@ -182,11 +182,14 @@ def gated_unit_action(observation: Observation, unit: np.ndarray, gate: bool = T
     so the same bits: the path of a3c's decisions and rollouts."""
     sc = observation.scenario
     batch, devices = observation.local_queue.shape
-    blocks = [np.empty((batch, devices)) for _ in range(4)] + [np.empty((batch, sc.stations))]
-    compiled.gated_unit_action(np.asarray(unit, dtype=float), observation.association, sc.stations, gate,
-                               gate and one_sender, float(sc.max_power), float(sc.local_cpu), sc.station_cpu,
-                               departure_capacity(sc), *blocks)
-    return Action(*blocks)
+    unit = np.asarray(unit)
+    if unit.dtype.kind != "f":
+        unit = unit.astype(float)
+    per_device, departure = np.empty((4, batch, devices)), np.empty((batch, sc.stations))
+    compiled.gated_unit_action(unit, observation.association, sc.stations, gate, gate and one_sender,
+                               float(sc.max_power), float(sc.local_cpu), sc.station_cpu,
+                               sc.tau / sc.cycles_per_bit, *per_device, departure)
+    return Action(*per_device, departure)
 
 
 def unit_from_action(observation: Observation, action: Action) -> np.ndarray:

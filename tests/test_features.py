@@ -63,7 +63,8 @@ def test_observation_vector_follows_the_documented_layout(slots):
 @pytest.mark.parametrize("scenario, batch", [(Scenario(), 1), (Scenario(devices=9, sbs=5), 4), (SCENARIO, 3)])
 def test_compiled_gated_map_has_the_bits_of_gate_then_map(scenario, batch):
     """``gated_unit_action`` (one compiled loop) against ``action_from_unit(gate_unit(...))`` on
-    unit vectors with entries out of the box, zeros, ties and NaN: equal bit for bit."""
+    unit vectors with entries out of the box, zeros, ties and NaN, in float64 and float32: equal
+    bit for bit."""
     rng = np.random.default_rng(5)
     network = Network(scenario, batch)
     observation = network.reset(4)
@@ -71,7 +72,8 @@ def test_compiled_gated_map_has_the_bits_of_gate_then_map(scenario, batch):
     for _ in range(8):
         vectors = [rng.normal(0.3, 0.6, (batch, size)), np.round(rng.random((batch, size)), 1),
                    np.where(rng.random((batch, size)) < 0.3, 0.0, rng.random((batch, size))),
-                   np.where(rng.random((batch, size)) < 0.1, np.nan, rng.random((batch, size)))]
+                   np.where(rng.random((batch, size)) < 0.1, np.nan, rng.random((batch, size))),
+                   rng.normal(0.3, 0.6, (batch, size)).astype(np.float32)]  # a policy's output is float32
         for unit in vectors:
             for gate, one_sender in ((True, True), (True, False), (False, False)):
                 gated = gate_unit(observation, unit, offloaders=int(one_sender)) if gate else unit
