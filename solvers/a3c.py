@@ -244,11 +244,12 @@ functions they replace (tests; checked on the features and mean actions of 1,600
 and on 51,200 gated maps, and the four checkpoints of the third round give the same KPIs to the
 last digit). Training goes through the same functions. At N=20, with
 ``python -m benchmarks.a3c --model X.pt`` (``a3c`` and ``bcd`` taking turns over three held-out
-episodes, median per slot), eleven measurements gave 0.078-0.174 ms against ``bcd``'s
-9.9-16.0 ms: 68x to 137x, median 98x, so the 100x target is met about half the time. The
-spread is the machine's: in its quiet spells the actor's two MLP forwards ("actor MLPs only",
-the per-device MLP with 20 rows through 3 x 128 units and the stations' MLP) take 0.041 ms of a
-0.065 ms decision (best pass), in its slower ones 0.070 of 0.105 ms, while ``bcd`` slows less.
+episodes, median per slot), eleven measurements gave 0.077-0.229 ms against ``bcd``'s
+10.5-23.2 ms: 67x to 138x, median 115x, 100x or more in 8 of the 11. The spread is the
+machine's: in its quiet spells the actor's two MLP forwards ("actor MLPs only", the per-device
+MLP with 20 rows through 3 x 128 units and the stations' MLP) take 0.041 ms of a 0.061 ms
+decision (best pass; features 0.004 ms, gates and map 0.006 ms), in its slower ones 0.065-0.080
+of 0.09-0.16 ms, and ``bcd`` does not always slow with it.
 The numpy path before the compiled loops took 0.27 ms (40x); the MLP products, BLAS calls
 already, are what is left.
 """
