@@ -221,6 +221,8 @@ entropy weight 0, training seed 0                     -62,119   99.4%  0.0093   
 entropy weight 0, training seed 1                     -62,222   99.6%  0.0091   466.2    +3.1 +- 1.4
 std scaled linearly to 0.25x by the end, seed 0       -61,728   98.8%  0.0093   464.6    +1.5 +- 1.0
 default, compiled decision path, seed 0 (CLI, 447 s)  -62,045   99.3%  0.0090   462.5    -0.7 +- 5.2
+  ... training seed 1 (CLI, 490 s)                    -61,732   98.8%  0.0093   462.9    -0.2 +- 2.6
+  ... training seed 2 (CLI, 559 s)                    -62,253   99.7%  0.0093   461.2    -2.0 +- 2.0
 default, 3,000 episodes (third round)                 -60,956   97.5%  0.0091   464.0    +0.8
 discount delta 0.5, 3,000 episodes                    -58,327   93.1%  0.0090   482.0    +18.8 +- 1.7
 discount delta 0.9, 3,000 episodes                    -50,374   79.8%  0.0091   448.5    -14.7 +- 16.2
@@ -231,9 +233,12 @@ smaller (0.13 of the unit box for the local CPU at the end, 0.11 with it), so th
 rows are two more draws of the same spread. Narrowing the exploration noise towards the end of
 training (so that the convex energy of (9) biases the mean less) changed nothing, and it was not
 kept. A discount helps neither: delta = 0.5 raises the backlog and the cost, delta = 0.9 lowers
-the backlog at a fifth of the gap; delta = 0 stays the default (MODEL.md 7). Over the six
-12,000-episode runs the backlog is -6.1 to +4.5 Mbit from ``bcd``'s 463.1, mean +1.1 (0.2%);
-below ``bcd``'s in two of them, resolved in one.
+the backlog at a fifth of the gap; delta = 0 stays the default (MODEL.md 7). The compiled
+decision path leaves every decision and rollout as it was, so its three default runs are three
+more draws of the same training (asynchronous, so not repeatable run by run); their backlogs
+fall below ``bcd``'s, session 4's three above. Over the six default runs the backlog differs
+from ``bcd``'s 463.1 Mbit by -2.0 to +4.5, mean +1.2 +- 2.9 (95% interval over runs): a3c's
+backlog is within about 1% of ``bcd``'s, on either side depending on the run.
 
 Decision path: ``decide`` computes the mean action with ``NumpyActor`` (numpy, float32, the
 torch actor's current weights), because at batch 1 torch's per-call overhead outweighs the
