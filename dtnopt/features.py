@@ -174,19 +174,23 @@ def station_leaders(priority: np.ndarray, association: np.ndarray, stations: int
     return ((rank < count) & np.isfinite(ranked)).any(axis=2)
 
 
-def gated_unit_action(observation: Observation, unit: np.ndarray, gate: bool = True,
-                      one_sender: bool = False) -> Action:
-    """``action_from_unit(observation, gate_unit(observation, unit, offloaders=int(one_sender)))``
-    for an ablation-free (B, action_size) unit vector (without ``gate``: ``action_from_unit``
-    alone), in one compiled loop (``dtnopt.compiled.gated_unit_action``) with the same arithmetic,
-    so the same bits: the path of a3c's decisions and rollouts."""
+def gated_unit_action(observation: Observation, unit: np.ndarray, gate: bool = True, offloaders: int = 0,
+                      fixed=frozenset()) -> Action:
+    """``action_from_unit(observation, gate_unit(observation, unit, fixed, offloaders))`` for a
+    (B, action_size) unit vector (without ``gate``: ``action_from_unit`` alone), the map of the
+    learned solvers' unit vectors. With no fixed block and at most one sender per station (the
+    common case) it runs as one compiled loop (``dtnopt.compiled.gated_unit_action``) with the
+    same arithmetic, so the same bits; otherwise as that composition. ``fixed`` are an
+    ablation's blocks, which the caller then sets (``Ablation.apply``)."""
+    if fixed or offloaders > 1:
+        return action_from_unit(observation, gate_unit(observation, unit, fixed, offloaders) if gate else unit)
     sc = observation.scenario
     batch, devices = observation.local_queue.shape
     unit = np.asarray(unit)
     if unit.dtype.kind != "f":
         unit = unit.astype(float)
     per_device, departure = np.empty((4, batch, devices)), np.empty((batch, sc.stations))
-    compiled.gated_unit_action(unit, observation.association, sc.stations, gate, gate and one_sender,
+    compiled.gated_unit_action(unit, observation.association, sc.stations, gate, gate and offloaders == 1,
                                float(sc.max_power), float(sc.local_cpu), sc.station_cpu,
                                sc.tau / sc.cycles_per_bit, *per_device, departure)
     return Action(*per_device, departure)

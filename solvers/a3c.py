@@ -280,7 +280,7 @@ from torch import nn
 from dtnopt import compiled
 from dtnopt.config import MBIT, Scenario
 from dtnopt.features import (DEVICE_ACTIONS, IDLE_ENTRIES, SERVICE_ACTIONS, SERVICE_BLOCKS, action_from_service,
-                             action_from_unit, action_size, device_feature_size, gate_unit, gated_unit_action,
+                             action_from_unit, action_size, device_feature_size, gated_unit_action,
                              observation_features, observation_size, service_action_size)
 from dtnopt.lyapunov import p2_cost_terms
 from dtnopt.loop import HELD_OUT_SEED_BASE, mean_kpis, validation_seeds
@@ -575,11 +575,7 @@ def gated_action(observation, unit: np.ndarray, ablation: Ablation = NO_ABLATION
     edge CPU, and with ``offloaders`` > 0 at most that many devices per station send."""
     if action_map != "unit":
         return ablation.apply(observation, ACTION_MAPS[action_map].to_action(observation, unit))
-    if not ablation.fixed and offloaders <= 1:  # the common case, compiled (the same bits as below)
-        return gated_unit_action(observation, unit, gate, offloaders == 1)
-    if gate:
-        unit = gate_unit(observation, unit, ablation.fixed, offloaders)
-    return ablation.apply(observation, action_from_unit(observation, unit))
+    return ablation.apply(observation, gated_unit_action(observation, unit, gate, offloaders, ablation.fixed))
 
 
 def free_dimensions(scenario: Scenario, ablation: Ablation, action_map: str = "unit") -> np.ndarray:

@@ -97,7 +97,7 @@ from torch import nn
 from torch.nn import functional
 
 from dtnopt.config import Scenario
-from dtnopt.features import (DEVICE_ACTIONS, action_from_unit, gate_unit, observation_features, observation_size,
+from dtnopt.features import (DEVICE_ACTIONS, gated_unit_action, observation_features, observation_size,
                              unit_from_action)
 from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, mean_kpis, validation_seeds
 from dtnopt.network import Network
@@ -238,9 +238,8 @@ class DQNSolver(Solver):
         (``dtnopt.features.gate_unit``, optionally one sender per station) before the map."""
         unit = unit_from_action(observation, fixed_allocation(self.scenario, observation.association))
         unit[:, self.branch_entries] = self.level_values[levels]
-        if self.config.gate_idle:
-            unit = gate_unit(observation, unit, self.ablation.fixed, self.config.offloaders_per_station)
-        return self.ablation.apply(observation, action_from_unit(observation, unit))
+        return self.ablation.apply(observation, gated_unit_action(
+            observation, unit, self.config.gate_idle, self.config.offloaders_per_station, self.ablation.fixed))
 
     def greedy_levels(self, features: np.ndarray) -> np.ndarray:
         """(B, branches) argmax level of each branch."""

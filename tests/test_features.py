@@ -78,7 +78,7 @@ def test_compiled_gated_map_has_the_bits_of_gate_then_map(scenario, batch):
             for gate, one_sender in ((True, True), (True, False), (False, False)):
                 gated = gate_unit(observation, unit, offloaders=int(one_sender)) if gate else unit
                 expected = action_from_unit(observation, gated)
-                got = gated_unit_action(observation, unit, gate, one_sender)
+                got = gated_unit_action(observation, unit, gate, int(one_sender))
                 for name in ACTION_BLOCKS:
                     np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
         network.step(action_from_unit(observation, rng.random((batch, size))))
