@@ -2,7 +2,7 @@
 2 workers, and the trained-or-not policy's decision time per slot, beside ``bcd``'s.
 
     python -m benchmarks.a3c [--episodes K] [--devices N] [--sbs M] [--model X.pt] [--skip-bcd]
-                             [--timed-episodes E]
+                             [--timed-episodes E] [--repeats R]
 
 Throughput is measured between the first and the last evaluation of a ``fit`` run (so process
 start-up is excluded; the two one-seed evaluations in the parent are included). Decision time is
@@ -10,7 +10,10 @@ the median time of ``solver.act`` per slot, as ``run_episode`` times it, over al
 held-out episodes, ``a3c`` and ``bcd`` taking turns episode by episode. It is split into its
 parts (features, actor, gate and map) to show where a faster path must cut; the actor's MLP
 forwards alone are its arithmetic floor in numpy. Timings on a shared machine are pessimistic
-and vary from minute to minute: the load average is printed beside them.
+and vary from minute to minute (``a3c``'s more than ``bcd``'s: a few tens of microseconds of
+vector arithmetic suffer more from a busy neighbour than milliseconds of solver code), so the
+ratio is measured R times in a row and reported per measurement and as their median; the load
+average is printed beside them.
 """
 
 from __future__ import annotations
@@ -101,8 +104,15 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default=None, help="a3c checkpoint whose decision time to measure")
     parser.add_argument("--skip-bcd", action="store_true", help="do not time bcd")
     parser.add_argument("--timed-episodes", type=int, default=3, help="held-out episodes timed per solver (default 3)")
+    parser.add_argument("--repeats", type=int, default=5, help="decision-time measurements in a row (default 5)")
     args = parser.parse_args(argv)
-    scenario = Scenario(devices=args.devices, sbs=args.sbs)
+    for name in ("episodes", "timed_episodes", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    try:
+        scenario = Scenario(devices=args.devices, sbs=args.sbs)
+    except ValueError as error:
+        parser.error(str(error))
     print(f"scenario N={scenario.devices} M={scenario.sbs}; {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} at start")
     for workers in (1, 2):
@@ -110,13 +120,20 @@ def main(argv=None) -> None:
         print(f"a3c training, {workers} worker(s): {steady:,.0f} env slots/s steady, "
               f"{overall:,.0f} including start-up (load average {os.getloadavg()[0]:.1f})")
     names = ("a3c",) if args.skip_bcd else ("a3c", "bcd")
-    times = decision_ms(names, scenario, args.model, args.timed_episodes)
-    print(f"a3c decision time: {times['a3c']:.3f} ms/slot (median over {args.timed_episodes} held-out episodes)")
+    ratios = []
+    for repeat in range(args.repeats):
+        times = decision_ms(names, scenario, args.model, args.timed_episodes)
+        line = (f"decision time {repeat + 1}/{args.repeats}: a3c {times['a3c']:.3f} ms/slot (median over "
+                f"{args.timed_episodes} held-out episodes)")
+        if not args.skip_bcd:
+            ratios.append(times["bcd"] / times["a3c"])
+            line += f", bcd {times['bcd']:.2f} ms/slot (the same episodes, taking turns): {ratios[-1]:,.0f}x"
+        print(line + f" (load average {os.getloadavg()[0]:.1f})", flush=True)
+    if ratios:
+        print(f"bcd / a3c over the {len(ratios)} measurements: median {np.median(ratios):,.0f}x, "
+              f"range {min(ratios):,.0f}x-{max(ratios):,.0f}x")
     parts = decision_parts_ms(scenario, args.model)
-    print("  of which (best pass over 50 slots): " + ", ".join(f"{name} {ms:.3f} ms" for name, ms in parts.items()))
-    if not args.skip_bcd:
-        print(f"bcd decision time: {times['bcd']:.3f} ms/slot (median, the same episodes, taking turns with a3c); "
-              f"bcd / a3c = {times['bcd'] / times['a3c']:,.0f}x")
+    print("a3c decision, best pass over 50 slots: " + ", ".join(f"{name} {ms:.3f} ms" for name, ms in parts.items()))
 
 
 if __name__ == "__main__":

@@ -402,3 +402,13 @@ def test_decision_breakdown_names_each_part_of_the_decision(tmp_path):
         parts = decision_parts_ms(SMALL, model, slots=3, repeats=1)  # a smoke run; no timing asserted
         assert list(parts) == ["features", "actor", "actor MLPs only", "gate and map", "whole decision"]
         assert all(0 < ms < float("inf") for ms in parts.values())
+
+
+@pytest.mark.parametrize("argv, named", [(["--repeats", "0"], "--repeats"), (["--timed-episodes", "-1"],
+                                         "--timed-episodes"), (["--devices", "0"], "devices")])
+def test_benchmark_rejects_bad_counts_before_any_work(argv, named, capsys):
+    from benchmarks.a3c import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and named in capsys.readouterr().err
