@@ -18,8 +18,8 @@ from dtnopt.features import (DEVICE_ACTIONS, IDLE_ENTRIES, SERVICE_ACTIONS, acti
                              observation_features, service_action_size, station_leaders)
 from dtnopt.lyapunov import p2_cost_terms
 from dtnopt.lyapunov import evaluate
-from solvers.a3c import (ACTION_MAPS, A3CConfig, credit, externality, free_dimensions, gated_action, scheduled_rate,
-                         selection_key)
+from solvers.a3c import (ACTION_MAPS, A3CConfig, credit, externality, free_dimensions, gated_action, local_cpu_gain,
+                         scheduled_rate, selection_key)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = Scenario(devices=4, sbs=1, slots=20)
@@ -192,6 +192,54 @@ def test_counterfactual_credit_is_the_default_trains_and_needs_the_unit_map():
     curve = solver.fit(episodes=2, progress=False, eval_seeds=1)
     assert np.isfinite(curve["system_cost"]).all()
 
+
+
+@pytest.mark.parametrize("offloaders", [0, 1])
+def test_local_cpu_gain_is_what_each_sampled_local_cpu_saved_its_own_part(offloaders):
+    scenario = Scenario(devices=5, sbs=1)
+    network = Network(scenario, batch=2)
+    network.reset(7)
+    for _ in range(15):  # queues above zero, so the local CPU matters
+        network.step(make("equal", scenario).act(network.observation))
+    observation = network.observation
+    rng = np.random.default_rng(1)
+    mean = rng.uniform(0.0, 1.0, (2, action_size(scenario)))
+    unit = mean + rng.normal(0.0, 0.3, mean.shape)
+    ablation = make("a3c", scenario).ablation
+    np.testing.assert_array_equal(local_cpu_gain(observation, mean, mean, ablation, True, offloaders), 0.0)
+    gain = local_cpu_gain(observation, unit, mean, ablation, True, offloaders)
+    assert np.abs(gain).max() > 0
+
+    def parts(u):
+        _, service = evaluate(observation, gated_action(observation, u, offloaders=offloaders))
+        return p2_cost_terms(scenario, observation, service)[0]
+
+    local = DEVICE_ACTIONS.index("local_cpu")
+    for i in range(5):  # brute force: only device i's local-CPU entry at the mean
+        at_mean = unit.copy()
+        at_mean[:, i * len(DEVICE_ACTIONS) + local] = mean[:, i * len(DEVICE_ACTIONS) + local]
+        np.testing.assert_allclose(gain[:, i], parts(at_mean)[:, i] - parts(unit)[:, i], rtol=1e-9, atol=1e-9)
+    # The local-CPU entry gets the gain in place of its own part's advantage; the others are unchanged.
+    advantage = rng.normal(size=(2, 5 + scenario.stations))
+    spill = rng.normal(size=(2, 5))
+    for extra in ({}, {"externality": spill}):
+        plain = credit(observation, advantage, scenario, **extra)
+        with_gain = credit(observation, advantage, scenario, local_gain=gain, **extra)
+        plain, with_gain = (x[:, :20].reshape(2, 5, -1) for x in (plain, with_gain))
+        np.testing.assert_array_equal(with_gain[:, :, local], gain)
+        others = [k for k in range(len(DEVICE_ACTIONS)) if k != local]
+        np.testing.assert_array_equal(with_gain[:, :, others], plain[:, :, others])
+
+
+def test_local_cpu_credit_trains_and_needs_delta_zero_and_the_unit_map():
+    assert not A3CConfig().local_cpu_credit
+    for bad in ({"discount": 0.5}, {"decomposed_credit": False, "counterfactual_credit": False},
+                {"action_map": "service", "counterfactual_credit": False, "offloaders_per_station": 0}):
+        with pytest.raises(ValueError, match="local_cpu_credit needs"):
+            A3CConfig(local_cpu_credit=True, **bad)
+    solver = make("a3c", SMALL, local_cpu_credit=True, **TINY_TRAINING)
+    curve = solver.fit(episodes=2, progress=False, eval_seeds=1)
+    assert np.isfinite(curve["system_cost"]).all()
 
 def test_service_map_policy_decides_feasible_actions():
     solver = make("a3c", SMALL, action_map="service", counterfactual_credit=False, offloaders_per_station=0)
