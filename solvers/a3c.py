@@ -310,7 +310,7 @@ functions they replace (tests; checked on the features and mean actions of 1,600
 and on 51,200 gated maps, and the four checkpoints of the third round give the same KPIs to the
 last digit). Training goes through the same functions. At N=20, with
 ``python -m benchmarks.a3c --model X.pt --repeats R`` (``a3c`` and ``bcd`` taking turns over
-three held-out episodes, median per slot, R times in a row), 31 measurements over two days gave
+three held-out episodes, median per slot, R times in a row), 31 measurements in two sessions gave
 0.074-0.229 ms against ``bcd``'s 10.5-23.2 ms: 67x to 149x, median 118x, 100x or more in 25 of
 the 31 (one run with ``--repeats 10``: 82x-147x, median 125x). The spread is the machine's: in
 its quiet spells the actor's two MLP forwards ("actor MLPs only", the per-device MLP with 20

@@ -193,7 +193,6 @@ def test_counterfactual_credit_is_the_default_trains_and_needs_the_unit_map():
     assert np.isfinite(curve["system_cost"]).all()
 
 
-
 @pytest.mark.parametrize("offloaders", [0, 1])
 def test_local_cpu_gain_is_what_each_sampled_local_cpu_saved_its_own_part(offloaders):
     scenario = Scenario(devices=5, sbs=1)
@@ -240,6 +239,7 @@ def test_local_cpu_credit_trains_and_needs_delta_zero_and_the_unit_map():
     solver = make("a3c", SMALL, local_cpu_credit=True, **TINY_TRAINING)
     curve = solver.fit(episodes=2, progress=False, eval_seeds=1)
     assert np.isfinite(curve["system_cost"]).all()
+
 
 def test_service_map_policy_decides_feasible_actions():
     solver = make("a3c", SMALL, action_map="service", counterfactual_credit=False, offloaders_per_station=0)
