@@ -263,15 +263,15 @@ training seed 4                  0.001  0.103  0.497  0.792  0.935  0.986  -1.1
 training seed 2 (final code)     0.001  0.143  0.538  0.795  0.933  0.988  -2.0
 ===============================  =====  =====  =====  =====  =====  =====  ===============
 
-Every run computes far too little where the rule asks for 0.2-0.4 of f^l_max, the device-slots
-whose queue is 0.3-1.2 Mbit above Psi_max: it serves only once the queue is further up. There
-the rule's CPU saves only 0.08 of P2's cost over computing nothing (training seed 4's states,
-``solvers.bcd.device_costs``), against a median device part of 3.2 in magnitude, so the gradient
-hardly sees it; but each such slot leaves about 0.1 Mbit more in the queue. Runs differ above
-that: those that compute more than the rule at 0.6-0.9 of f^l_max make up for it (seeds 4 and
-2: mean local CPU +0.0005 and +0.006 of f^l_max against the rule's, backlog below ``bcd``'s),
-the others do not (seeds 3 and 5: -0.012 and -0.014, backlog 6-7 Mbit above). The device-slot
-counts are seed 3's (the other runs' are within 20%).
+Each of the four runs computes far too little where the rule asks for 0.2-0.4 of f^l_max, the
+device-slots whose queue is 0.3-1.2 Mbit above Psi_max: it serves only once the queue is further
+up. There the rule's CPU saves only 0.08 of P2's cost over computing nothing (training seed 4's
+states, ``solvers.bcd.device_costs``), against a median device part of 3.2 in magnitude, so the
+gradient hardly sees it; but each such slot leaves about 0.1 Mbit more in the queue. Runs differ
+above that: those that compute more than the rule at 0.6-0.9 of f^l_max make up for it (seeds 4
+and 2: mean local CPU +0.0005 and +0.006 of f^l_max against the rule's, backlog below
+``bcd``'s), the others do not (seeds 3 and 5: -0.012 and -0.014, backlog 6-7 Mbit above). The
+device-slot counts are seed 3's (the other runs' are within 20%).
 
 The local CPU alone does not explain the excess, though. ``local_cpu_credit=True`` credits each
 local-CPU entry with what its sample saved against the policy mean (``local_cpu_gain``: the
