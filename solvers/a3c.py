@@ -700,6 +700,18 @@ def credit(observation, advantage: np.ndarray, scenario: Scenario, action_map: s
     return np.concatenate([per_device.reshape(len(own), -1), station], axis=1)
 
 
+def device_parts(observation, units: np.ndarray, ablation: Ablation, gate: bool, offloaders: int = 0) -> np.ndarray:
+    """(B, k, N) the device parts of the P2 cost (``p2_cost_terms``) under each of k policy
+    outputs per environment, ``units`` (B, k, action size), mapped as ``gated_action`` maps them
+    and served on the twin's view (``serve``): one batch of B x k environments, the counterfactuals
+    of ``externality`` and ``local_cpu_gain``."""
+    batch, count = units.shape[:2]
+    rows = observation.select(np.repeat(np.arange(batch), count))  # row b * k + r
+    action = gated_action(rows, units.reshape(batch * count, -1), ablation, gate, offloaders=offloaders)
+    service = serve(observation.scenario, action, rows.local_queue, rows.edge_queue, rows.association, rows.gain)
+    return p2_cost_terms(observation.scenario, rows, service)[0].reshape(batch, count, -1)
+
+
 def externality(observation, unit: np.ndarray, ablation: Ablation, gate: bool, offloaders: int = 0) -> np.ndarray:
     """(B, N) the P2 cost parts (``p2_cost_terms``) of the other devices under the policy output
     ``unit`` minus the same with device i idle (its ``IDLE_ENTRIES`` at 0) and everyone else
@@ -707,7 +719,6 @@ def externality(observation, unit: np.ndarray, ablation: Ablation, gate: bool, o
     station's devices can differ; with ``offloaders``, the next claimant of its station may send
     in its place). Evaluated on the twin's view with ``serve``, one counterfactual batch of B x N
     environments."""
-    scenario = observation.scenario
     batch, devices = observation.local_queue.shape
     width = len(DEVICE_ACTIONS)
     # Row (b, i) of the counterfactual: environment b's output with device i's idle entries at 0.
@@ -715,11 +726,8 @@ def externality(observation, unit: np.ndarray, ablation: Ablation, gate: bool, o
     diagonal = np.arange(devices)
     for name in IDLE_ENTRIES:
         counterfactual[:, diagonal, diagonal * width + DEVICE_ACTIONS.index(name)] = 0.0
-    units = np.concatenate([unit[:, None, :], counterfactual], axis=1).reshape(batch * (devices + 1), -1)
-    both = observation.select(np.repeat(np.arange(batch), devices + 1))  # row b * (N+1) + k
-    action = gated_action(both, units, ablation, gate, offloaders=offloaders)
-    service = serve(scenario, action, both.local_queue, both.edge_queue, both.association, both.gain)
-    parts = p2_cost_terms(scenario, both, service)[0].reshape(batch, devices + 1, devices)
+    units = np.concatenate([unit[:, None, :], counterfactual], axis=1)
+    parts = device_parts(observation, units, ablation, gate, offloaders)
     factual, idle_parts = parts[:, 0], parts[:, 1:]  # (B, N), (B, i, j)
     others = factual.sum(axis=1, keepdims=True) - factual
     others_idle = idle_parts.sum(axis=2) - idle_parts[:, diagonal, diagonal]
@@ -737,16 +745,11 @@ def local_cpu_gain(observation, unit: np.ndarray, mean: np.ndarray, ablation: Ab
     Near ``bcd``'s optimum P2 is flat in the local CPU, and crediting the entry with its whole
     own part buries this difference under the noise of the device's radio entries. Evaluated on
     the twin's view with ``serve``, one batch of 2 B environments."""
-    scenario = observation.scenario
-    batch, devices = observation.local_queue.shape
+    devices = observation.local_queue.shape[1]
     entry = np.arange(devices) * len(DEVICE_ACTIONS) + DEVICE_ACTIONS.index("local_cpu")
-    at_mean = np.array(unit, dtype=float)
-    at_mean[:, entry] = mean[:, entry]
-    units = np.stack([np.asarray(unit, dtype=float), at_mean], axis=1).reshape(2 * batch, -1)
-    both = observation.select(np.repeat(np.arange(batch), 2))  # row 2 b + k
-    action = gated_action(both, units, ablation, gate, offloaders=offloaders)
-    service = serve(scenario, action, both.local_queue, both.edge_queue, both.association, both.gain)
-    parts = p2_cost_terms(scenario, both, service)[0].reshape(batch, 2, devices)
+    units = np.repeat(np.asarray(unit, dtype=float)[:, None, :], 2, axis=1)  # (B, 2, K): sample, at the mean
+    units[:, 1, entry] = mean[:, entry]
+    parts = device_parts(observation, units, ablation, gate, offloaders)
     return parts[:, 1] - parts[:, 0]
 
 
