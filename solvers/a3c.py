@@ -246,9 +246,12 @@ decision path leaves every decision and rollout as it was, so its ten default ru
 more draws of the same training (asynchronous, so not repeatable run by run). Over the thirteen
 default runs (training seeds 0-2 twice, 3-9 once) the backlog differs from ``bcd``'s 463.1 Mbit
 by -2.0 to +7.0, mean +2.2 +- 1.9 Mbit (95% interval over runs, t with 12 degrees of freedom;
-p = 0.02): six runs are above ``bcd``'s beyond their paired interval (by 2.5-7.0 Mbit, about
-0.5-1.5%), none is below beyond it. So a3c's backlog is larger than ``bcd``'s, on average by
-about 0.5%: the issue's "no larger backlog" is missed by that margin, not met.
+p = 0.02): five runs are above ``bcd``'s beyond their paired interval (Student t over the ten
+episodes; by 2.5-7.0 Mbit, about 0.5-1.5%; the tables' +- are 1.96 standard errors, by which
+seed 7 is a sixth), none is below beyond it. So a3c's backlog is larger than ``bcd``'s, on
+average by about 0.5%: the issue's "no larger backlog" is missed by that margin, not met.
+``python -m benchmarks.targets --model X.pt [--model Y.pt ...]`` gives these figures and the
+other targets' per checkpoint, and pools the checkpoints as runs.
 
 Where it comes from (fifth round). P2's weight of a bit served, ``u_i = V eta + (Q^l_i -
 beta_i) / s^2`` (``dtnopt.blocks``), is ``(Q^l_i - Psi_max) / s^2`` with the perturbation of
