@@ -43,8 +43,8 @@ def test_targets_refuse_references_of_other_episodes():
 
 @pytest.mark.parametrize("difference, half, verdict", [
     (-0.5, 1.0, "target at most 0): met"),
-    (0.5, 1.0, "MISSED, within the 95% interval"),
-    (2.0, 1.0, "MISSED, beyond the 95% interval"),
+    (0.5, 1.0, "MISSED (not resolved: 0 is inside the 95% interval)"),
+    (2.0, 1.0, "MISSED (resolved: 0 is outside the 95% interval)"),
 ])
 def test_backlog_verdict_says_whether_a_miss_is_resolved(difference, half, verdict):
     figures = {"gap": 0.95, "system_cost": -2.0, "greedy_cost": -1.0, "eta_ratio": 1.2, "backlog": 1.0,
