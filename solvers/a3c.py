@@ -345,26 +345,26 @@ station statistics, and the gates with the feasible-action map and its projectio
 operation, so every feature, mean action and action is the same to the bit as with the numpy
 functions they replace (tests; checked on the features and mean actions of 1,600 observations
 and on 51,200 gated maps, and the four checkpoints of the third round give the same KPIs to the
-last digit). Training goes through the same functions. At N=20, with
-``python -m benchmarks.a3c --model X.pt --repeats R`` (``a3c`` and ``bcd`` taking turns over
-three held-out episodes, median per slot, R times in a row), 47 measurements in three sessions
-gave 0.074-0.229 ms against ``bcd``'s 10.5-23.2 ms: 67x to 149x, 100x or more in 36 of the 47
-(the first 31 had median 118x; two runs with ``--repeats 10``: 82x-147x, median 125x, and
-68x-142x, median 104x; six taking turns with a 3 x 64 policy as well, below: 80x-122x). The spread is the machine's: in its quiet spells the actor's two MLP
-forwards ("actor MLPs only", the per-device MLP with 20 rows through 3 x 128 units and the
-stations' MLP) take 0.039-0.042 ms of a 0.060-0.065 ms decision (best pass; features 0.004 ms,
-gates and map 0.006 ms), in its slower ones 0.062-0.080 of 0.09-0.16 ms, and ``bcd`` does not
-always slow with it (in one series of eight ``bcd`` held at 11.0-11.3 ms while ``a3c`` went
-from 0.074 to 0.133 ms and back; in the last series of ten, ``bcd`` went from 18.7-19.0 ms to
-11.2-12.0 ms while ``a3c`` stayed at 0.13-0.18 ms for three measurements, 68x-90x).
-The numpy path before the compiled loops took 0.27 ms (40x); the MLP products, BLAS calls
-already, are what is left. Narrower networks than the paper's would cut them: with
-``hidden_size=64`` (3 x 64, actor and critic; 385-411 s of training) training seeds 0 and 1
-closed 100.5% and 99.3% of the equal -> bcd gap (seed 0's system cost, -62,726, is below
-``bcd``'s: the summed cost of (20) favours a larger backlog, MODEL.md 5), eta_EE 0.98x and 1.04x
-``bcd``'s, backlog +5.1 +- 2.8 and +1.2 +- 1.8 Mbit above ``bcd``'s (``benchmarks.targets``), the
-same picture as 3 x 128. In six measurements taking turns with a 3 x 128 policy and ``bcd`` in a
-slow hour it decided in 0.10-0.12 ms (103x-162x) against 3 x 128's 0.13-0.15 ms (80x-122x).
+last digit). Training goes through the same functions. At N=20, with ``python -m benchmarks.a3c
+--model X.pt --repeats R`` (``a3c`` and ``bcd`` taking turns over three held-out episodes,
+median per slot, R times in a row), 47 measurements in three sessions gave 0.074-0.229 ms
+against ``bcd``'s 10.5-23.2 ms: 67x to 149x, 100x or more in 36 of the 47 (the first 31 had
+median 118x; two runs with ``--repeats 10``: 82x-147x, median 125x, and 68x-142x, median 104x;
+six taking turns with a 3 x 64 policy as well, below: 80x-122x). The spread is the machine's: in
+its quiet spells the actor's two MLP forwards ("actor MLPs only", the per-device MLP with 20
+rows through 3 x 128 units and the stations' MLP) take 0.039-0.042 ms of a 0.060-0.065 ms
+decision (best pass; features 0.004 ms, gates and map 0.006 ms), in its slower ones 0.062-0.080
+of 0.09-0.16 ms, and ``bcd`` does not always slow with it (in one series of eight ``bcd`` held
+at 11.0-11.3 ms while ``a3c`` went from 0.074 to 0.133 ms and back; in the last series of ten,
+``bcd`` went from 18.7-19.0 ms to 11.2-12.0 ms while ``a3c`` stayed at 0.13-0.18 ms for three
+measurements, 68x-90x). The numpy path before the compiled loops took 0.27 ms (40x); the MLP
+products, BLAS calls already, are what is left. Narrower networks than the paper's would cut
+them: with ``hidden_size=64`` (3 x 64, actor and critic; 385-411 s of training) training seeds 0
+and 1 closed 100.5% and 99.3% of the equal -> bcd gap (seed 0's system cost, -62,726, is below
+``bcd``'s: ``bcd`` minimises each slot's cost of (20), not their sum, which rewards bursty
+service, MODEL.md 5), eta_EE 0.98x and 1.04x ``bcd``'s, backlog +5.1 +- 2.8 and +1.2 +- 1.8 Mbit above ``bcd``'s (``benchmarks.targets``),
+the same picture as 3 x 128. In six measurements taking turns with a 3 x 128 policy and ``bcd``
+in a slow hour it decided in 0.10-0.12 ms (103x-162x) against 3 x 128's 0.13-0.15 ms (80x-122x).
 The paper's 3 x 128 stays the default.
 """
 
