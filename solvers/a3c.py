@@ -362,10 +362,10 @@ products, BLAS calls already, are what is left. Narrower networks than the paper
 them: with ``hidden_size=64`` (3 x 64, actor and critic; 385-411 s of training) training seeds 0
 and 1 closed 100.5% and 99.3% of the equal -> bcd gap (seed 0's system cost, -62,726, is below
 ``bcd``'s: ``bcd`` minimises each slot's cost of (20), not their sum, which rewards bursty
-service, MODEL.md 5), eta_EE 0.98x and 1.04x ``bcd``'s, backlog +5.1 +- 2.8 and +1.2 +- 1.8 Mbit above ``bcd``'s (``benchmarks.targets``),
-the same picture as 3 x 128. In six measurements taking turns with a 3 x 128 policy and ``bcd``
-in a slow hour it decided in 0.10-0.12 ms (103x-162x) against 3 x 128's 0.13-0.15 ms (80x-122x).
-The paper's 3 x 128 stays the default.
+service, MODEL.md 5), eta_EE 0.98x and 1.04x ``bcd``'s, backlog +5.1 +- 2.8 and +1.2 +- 1.8
+Mbit above ``bcd``'s (``benchmarks.targets``), the same picture as 3 x 128. In six measurements
+taking turns with a 3 x 128 policy and ``bcd`` in a slow hour it decided in 0.10-0.12 ms
+(103x-162x) against 3 x 128's 0.13-0.15 ms (80x-122x). The paper's 3 x 128 stays the default.
 """
 
 from __future__ import annotations
