@@ -327,6 +327,11 @@ states (two held-out episodes, ``bcd`` deciding on the same observations beside 
   deterministic policy). But the backlog moves by at most 1.9 Mbit (seed 3: +7.0 to +5.1).
 - Local CPU: raising it by 0.08 of f^l_max takes seed 3's backlog from +7.0 to +2.6 Mbit, at
   2.5% more energy per bit and 150 more cost.
+- The perturbation: ``beta_i = V eta(t) + Psi_max`` (19) follows the solver's own running
+  energy per bit, so a policy that spends more per bit holds its queues a little higher by
+  construction. Summed over devices and averaged over the ten test episodes, beta is 0.64 and
+  0.96 Mbit above ``bcd``'s for training seed 3 and session 5's seed 1 (eta_EE 4.9% and 5.6%
+  above ``bcd``'s) and 0.17 below for seed 9 (2.6% below): up to about 1 Mbit of a run's excess.
 - Narrowing the noise: scaling the policy's std linearly down to 0.25x by mid-training, so
   that the mean can settle where the deterministic policy is best while the step size is still
   half its start, did worse: training seeds 0 and 1 closed 97.7% and 98.5% of the gap, with
