@@ -152,8 +152,9 @@ counterfactual credit + station actor             -53,009     0.0117   10/10   2
 (*) measured while a study ran beside it on the same 2 cores: wall times about doubled; the
 12,000-episode runs of training seeds 0 and 1 had the machine to itself. With both options the
 policy offloads from 11% of the device-slots, an offloader gets 64% of its station's edge CPU,
-and the radio energy falls to 2x ``bcd``'s. Taking the edge CPU out of the policy (each station's CPU split by the square root of
-the bits its devices send, ``dtnopt.blocks.edge_cpu_split``, the best split for those bits)
+and the radio energy falls to 2x ``bcd``'s. Taking the edge CPU out of the policy (each
+station's CPU split by the square root of the bits its devices send,
+``dtnopt.blocks.edge_cpu_split``, the best split for those bits)
 measured no better (row "... edge CPU by square-root split"), so the remaining gap is in who
 sends and how much, not in the split; it was not kept. Nor does a longer budget help: 20,000
 episodes (13 min on a quiet machine, near the 15-minute limit) scored 89.8%, against 90.3% with
