@@ -365,11 +365,12 @@ at 11.0-11.3 ms while ``a3c`` went from 0.074 to 0.133 ms and back; in the last 
 ``bcd`` went from 18.7-19.0 ms to 11.2-12.0 ms while ``a3c`` stayed at 0.13-0.18 ms for three
 measurements, 68x-90x). The numpy path before the compiled loops took 0.27 ms (40x); the MLP
 products, BLAS calls already, are what is left. Narrower networks than the paper's would cut
-them: with ``hidden_size=64`` (3 x 64, actor and critic; 385-411 s of training) training seeds 0
-and 1 closed 100.5% and 99.3% of the equal -> bcd gap (seed 0's system cost, -62,726, is below
+them: with ``hidden_size=64`` (3 x 64, actor and critic; 297-411 s of training) training seeds
+0-3 closed 98.2-100.5% of the equal -> bcd gap (seed 0's system cost, -62,726, is below
 ``bcd``'s: ``bcd`` minimises each slot's cost of (20), not their sum, which rewards bursty
-service, MODEL.md 5), eta_EE 0.98x and 1.04x ``bcd``'s, backlog +5.1 +- 2.8 and +1.2 +- 1.8
-Mbit above ``bcd``'s (``benchmarks.targets``), the same picture as 3 x 128. In six measurements
+service, MODEL.md 5), with eta_EE 0.98x-1.04x ``bcd``'s and a backlog -0.2 to +11.8 Mbit from
+``bcd``'s (+4.5 +- 8.5 over the four runs; ``benchmarks.targets``): as good on the gap and eta_EE,
+no better on the backlog than 3 x 128. In six measurements
 taking turns with a 3 x 128 policy and ``bcd`` in a slow hour it decided in 0.10-0.12 ms
 (103x-162x) against 3 x 128's 0.13-0.15 ms (80x-122x). The paper's 3 x 128 stays the default.
 """
