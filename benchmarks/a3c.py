@@ -36,14 +36,11 @@ def training_throughput(scenario: Scenario, workers: int, episodes: int) -> tupl
     return steady, last["slots"] / last["wall_s"]
 
 
-def decision_ms(names: tuple, scenario: Scenario, model: str | None = None, episodes: int = 3) -> dict:
-    """Median per-slot decision time (ms) of each solver in ``names`` over all slots of
-    ``episodes`` held-out episodes, as ``run_episode`` times ``solver.act``. The solvers take turns
-    episode by episode, so a slower spell of a shared machine falls on all of them alike."""
-    solvers = {name: make(name, scenario) for name in names}
-    if model and "a3c" in solvers:
-        solvers["a3c"].load(model)
-    times = {name: [] for name in names}
+def decision_ms(solvers: dict, scenario: Scenario, episodes: int = 3) -> dict:
+    """Median per-slot decision time (ms) of each solver of ``solvers`` (name -> solver) over all
+    slots of ``episodes`` held-out episodes, as ``run_episode`` times ``solver.act``. The solvers
+    take turns episode by episode, so a slower spell of a shared machine falls on all of them alike."""
+    times = {name: [] for name in solvers}
     for seed in held_out_seeds(episodes):
         for name, solver in solvers.items():
             times[name].append(run_episode(solver, scenario, seed=seed).slots["decision_ms"].to_numpy())
@@ -119,10 +116,12 @@ def main(argv=None) -> None:
         steady, overall = training_throughput(scenario, workers, args.episodes)
         print(f"a3c training, {workers} worker(s): {steady:,.0f} env slots/s steady, "
               f"{overall:,.0f} including start-up (load average {os.getloadavg()[0]:.1f})")
-    names = ("a3c",) if args.skip_bcd else ("a3c", "bcd")
+    solvers = {name: make(name, scenario) for name in (("a3c",) if args.skip_bcd else ("a3c", "bcd"))}
+    if args.model:
+        solvers["a3c"].load(args.model)
     ratios = []
-    for repeat in range(args.repeats):
-        times = decision_ms(names, scenario, args.model, args.timed_episodes)
+    for repeat in range(args.repeats):  # the same solvers each time: built and loaded once
+        times = decision_ms(solvers, scenario, args.timed_episodes)
         line = (f"decision time {repeat + 1}/{args.repeats}: a3c {times['a3c']:.3f} ms/slot (median over "
                 f"{args.timed_episodes} held-out episodes)")
         if not args.skip_bcd:

@@ -33,12 +33,13 @@ GAP_TARGET = 0.9  # share of the equal -> bcd gap in mean system cost
 ETA_TOLERANCE = 0.10  # eta_EE at most this much above bcd's
 
 
-def reference_kpis(scenario: Scenario, seeds: list, progress=print) -> dict:
-    """Per-seed KPIs (``run_seeds``) of each reference solver on ``seeds``."""
+def reference_kpis(scenario: Scenario, seeds: list) -> dict:
+    """Per-seed KPIs (``run_seeds``) of each reference solver on ``seeds``, each announced when done."""
     references = {}
     for name in REFERENCES:
         references[name] = run_seeds(make(name, scenario), scenario, seeds)
-        progress(f"{name}: system cost {references[name]['system_cost'].mean():,.0f} over {len(seeds)} episodes")
+        print(f"{name}: system cost {references[name]['system_cost'].mean():,.0f} over {len(seeds)} episodes",
+              flush=True)
     return references
 
 
@@ -131,7 +132,7 @@ def main(argv=None) -> None:
             parser.error(f"--model {path}: {error}")
     seeds = held_out_seeds(args.seeds)
     print(f"scenario N={scenario.devices} M={scenario.sbs}; held_out_seeds({args.seeds})", flush=True)
-    references = reference_kpis(scenario, seeds, progress=lambda line: print(line, flush=True))
+    references = reference_kpis(scenario, seeds)
     bcd_backlog = references["bcd"]["mean_local_backlog_mbit"].mean()
     differences = []
     for path, solver in zip(args.model, solvers):
