@@ -105,14 +105,20 @@ def pooled(differences) -> str:
             f"(95% over runs, t-test p = {p_value:.3f}); {int(np.sum(values > 0))} of {len(values)} runs above")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.targets", description=__doc__.splitlines()[0])
+def checkpoint_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The arguments of a command that scores trained checkpoints on held-out episodes."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--model", action="append", required=True, help="checkpoint to score (repeatable)")
     parser.add_argument("--solver", default="a3c", help="the checkpoints' learned solver (default a3c)")
     parser.add_argument("--devices", type=int, default=20, help="N (default 20)")
     parser.add_argument("--sbs", type=int, default=3, help="M (default 3)")
     parser.add_argument("--seeds", type=int, default=10, help="held-out episodes, at least 2 (default 10)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def load_checkpoints(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple:
+    """(scenario, solvers): every checkpoint loaded before any episode runs; a bad argument
+    exits through ``parser.error`` (code 2), naming it."""
     if args.seeds < 2:
         parser.error(f"--seeds must be at least 2 (a paired interval needs two episodes), got {args.seeds}")
     try:
@@ -123,13 +129,20 @@ def main(argv=None) -> None:
     if not cls.learned:
         parser.error(f"--solver: {args.solver!r} is not a learned solver")
     solvers = []
-    for path in args.model:  # every checkpoint is loaded before any episode runs
+    for path in args.model:
         if not Path(path).is_file():
             parser.error(f"--model: no checkpoint file at {path!r}")
         try:
             solvers.append(make(args.solver, scenario).load(path))
         except ValueError as error:  # a checkpoint of another scenario, solver or ablation
             parser.error(f"--model {path}: {error}")
+    return scenario, solvers
+
+
+def main(argv=None) -> None:
+    parser = checkpoint_parser("python -m benchmarks.targets", __doc__.splitlines()[0])
+    args = parser.parse_args(argv)
+    scenario, solvers = load_checkpoints(parser, args)
     seeds = held_out_seeds(args.seeds)
     print(f"scenario N={scenario.devices} M={scenario.sbs}; held_out_seeds({args.seeds})", flush=True)
     references = reference_kpis(scenario, seeds)

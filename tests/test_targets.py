@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.departures import main as departures_main
 from benchmarks.targets import main, pooled, report, targets
 from dtnopt import Scenario, make
 
@@ -76,18 +77,27 @@ def test_command_scores_checkpoints_and_pools_them(tmp_path, capsys):
     assert np.isfinite(float(out.split("over 2 runs: local backlog minus bcd's ")[1].split(" ")[0]))
 
 
-@pytest.mark.parametrize("argv, named", [
+SHARED_CHECKS = [
     (["--seeds", "1"], "--seeds"),
     (["--model", "missing.pt"], "no checkpoint file"),
     (["--solver", "bcd"], "not a learned solver"),
     (["--solver", "nope"], "nope"),
     (["--devices", "0"], "devices"),
+]
+
+
+@pytest.mark.parametrize("command, argv, named", [
+    *[(main, argv, named) for argv, named in SHARED_CHECKS],
+    *[(departures_main, argv, named) for argv, named in SHARED_CHECKS],
+    (departures_main, ["--episodes", "3", "--seeds", "2"], "--episodes"),
+    (departures_main, ["--episodes", "-1"], "--episodes"),
 ])
-def test_command_rejects_bad_arguments_before_any_episode(argv, named, capsys, tmp_path):
+def test_commands_reject_bad_arguments_before_any_episode(command, argv, named, capsys, tmp_path):
+    """``benchmarks.targets`` and ``benchmarks.departures`` share their checks (``load_checkpoints``)."""
     checkpoint = tmp_path / "a3c.pt"
     make("a3c", TINY).save(checkpoint)
     with pytest.raises(SystemExit) as exit_:
-        main(["--devices", "4", "--sbs", "1", "--model", str(checkpoint), *argv])
+        command(["--devices", "4", "--sbs", "1", "--model", str(checkpoint), *argv])
     assert exit_.value.code == 2 and named in capsys.readouterr().err
 
 
