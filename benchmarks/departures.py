@@ -12,7 +12,8 @@
 2. Who sends. On the policy's own states under the queue-split finish (the first E held-out
    episodes), ``bcd`` decides on the same observations, and every station-slot where either
    sends is counted: both send (the same device or another), only the policy, only ``bcd``.
-   Where only ``bcd`` sends: the medians of its bits and of its sender's queue above beta.
+   Where only ``bcd`` sends: the medians of its bits and of its sender's queue above beta, and
+   how often the station's edge queue was busy there (``BUSY_EDGE``) against where both send.
 """
 
 from __future__ import annotations
