@@ -355,27 +355,26 @@ with ``bcd``'s queue split (local CPU and power)      99.1-100.2%  1.006-1.034x 
 ====================================================  ===========  ============  =============  ==========
 
 So neither the local CPU nor the power holds the excess: with ``bcd``'s blocks in their place the
-cost closes up to all of the gap and the backlog is larger in every run. Giving a3c P2's
-local-CPU rule, the design departure put to the owner after the fifth round, would not meet the
-target either. What the finish keeps is which devices send, and there the runs part from
-``bcd``: on the finished policy's own states (two held-out episodes, about 480 station-slots with
-a sender per run) a3c never sends where ``bcd`` does not and picks ``bcd``'s sender in 95-99% of
-the station-slots where both send, but leaves a station idle in 2-30 station-slots where ``bcd``
-sends a full load (median 7-10 Mbit). Runs with more such skips have the larger excess (Spearman
-0.61 over the thirteen; 0.64 against the backlog as decided). The skips come mostly with a busy
-edge: the station's edge queue held more than 0.5 Mbit in 57% of the 115 skipped station-slots,
-against 12-18% of those where both send. Giving each device its own station's edge-queue
-feature (an option of the station actor, written for this measurement and removed) did not help:
-training seeds 0 and 1 closed 99.1% and 99.2% of the gap, with backlogs +6.4 +- 2.0 and +5.6 +-
-1.9 Mbit above ``bcd``'s. Nor did a longer budget: 18,000 episodes (572 s on a quiet machine,
-798 s beside other jobs) closed 99.1% and 98.2% with backlogs +7.0 +- 4.0 and +17.4 +- 3.5 Mbit
-above (training seeds 0 and 1), so 12,000 stays the default. For scale: ``bcd``'s own accuracy hardly moves its backlog (one sweep
-instead of up to 20: +0.09 +- 0.22 Mbit, at a summed cost of -62,558, below the full ``bcd``'s), and
-``greedy``'s is 24.4 +- 3.1 Mbit (5%) above. Nor does Lyapunov theory promise an approximate solver
-more: a per-slot decision within C of P2's minimum keeps the drift-plus-penalty bounds with B + C
-in place of B (Neely 2010, ch. 4), a weaker backlog bound, not a backlog as small as the
-minimiser's. a3c meets "no larger backlog" only in runs whose departures from ``bcd`` happen to
-err towards serving more.
+cost closes up to all of the gap and the backlog is larger in every run. Giving a3c P2's local-CPU
+rule, the design departure put to the owner after the fifth round, would not meet the target either.
+What the finish keeps is which devices send, and there the runs part from ``bcd``: on the finished
+policy's own states (two held-out episodes, about 480 station-slots with a sender per run) a3c never
+sends where ``bcd`` does not and picks ``bcd``'s sender in 95-99% of the station-slots where both
+send, but leaves a station idle in 2-30 station-slots where ``bcd`` sends a full load (median 7-10
+Mbit). Runs with more such skips have the larger excess (Spearman 0.61 over the thirteen; 0.64
+against the backlog as decided). The skips come mostly with a busy edge: the station's edge queue
+held more than 0.5 Mbit in 57% of the 115 skipped station-slots, against 12-18% of those where both
+send. Giving each device its own station's edge-queue feature (an option of the station actor,
+written for this measurement and removed) did not help: training seeds 0 and 1 closed 99.1% and
+99.2% of the gap, with backlogs +6.4 +- 2.0 and +5.6 +- 1.9 Mbit above ``bcd``'s. Nor did a longer
+budget: 18,000 episodes (572 s on a quiet machine, 798 s beside other jobs) closed 99.1% and 98.2%
+with backlogs +7.0 +- 4.0 and +17.4 +- 3.5 Mbit above (training seeds 0 and 1), so 12,000 stays the
+default. For scale: ``bcd``'s own accuracy hardly moves its backlog (one sweep instead of up to 20:
++0.09 +- 0.22 Mbit, at a summed cost of -62,558, below the full ``bcd``'s), and ``greedy``'s is 24.4
++- 3.1 Mbit (5%) above. And Lyapunov theory promises an approximate solver no more: a per-slot
+decision within C of P2's minimum keeps the drift-plus-penalty bounds with B + C in place of B
+(Neely 2010, ch. 4), a weaker backlog bound, not a backlog as small as the minimiser's. a3c meets
+"no larger backlog" only in runs whose departures from ``bcd`` happen to err towards serving more.
 
 Decision path: ``decide`` computes the mean action with ``NumpyActor`` (numpy, float32, the
 torch actor's current weights), because at batch 1 torch's per-call overhead outweighs the
@@ -388,10 +387,11 @@ functions they replace (tests; checked on the features and mean actions of 1,600
 and on 51,200 gated maps, and the four checkpoints of the third round give the same KPIs to the
 last digit). Training goes through the same functions. At N=20, with ``python -m benchmarks.a3c
 --model X.pt --repeats R`` (``a3c`` and ``bcd`` taking turns over three held-out episodes,
-median per slot, R times in a row), 47 measurements in three sessions gave 0.074-0.229 ms
-against ``bcd``'s 10.5-23.2 ms: 67x to 149x, 100x or more in 36 of the 47 (the first 31 had
-median 118x; two runs with ``--repeats 10``: 82x-147x, median 125x, and 68x-142x, median 104x;
-six taking turns with a 3 x 64 policy as well, below: 80x-122x). The spread is the machine's: in
+median per slot, R times in a row), 67 measurements in four sessions gave 0.056-0.229 ms
+against ``bcd``'s 7.5-23.2 ms: 67x to 149x, 100x or more in 56 of the 67 (the first 31 had
+median 118x; runs with ``--repeats 10``: 82x-147x, median 125x; 68x-142x, median 104x, in a slow
+hour; 113x-138x, median 132x, and 134x-139x, median 136x, on a quiet machine; six taking turns
+with a 3 x 64 policy as well, below: 80x-122x). The spread is the machine's: in
 its quiet spells the actor's two MLP forwards ("actor MLPs only", the per-device MLP with 20
 rows through 3 x 128 units and the stations' MLP) take 0.039-0.042 ms of a 0.060-0.065 ms
 decision (best pass; features 0.004 ms, gates and map 0.006 ms), in its slower ones 0.062-0.080
