@@ -7,8 +7,9 @@
 1. Finished decisions. Each checkpoint is scored on ``held_out_seeds(S)`` beside the references
    (the figures of ``benchmarks.targets``) as it decides, then with one of ``FINISHES`` applied to
    its decision at every slot: P2's local-CPU rule given the bits it offloads, or ``bcd``'s queue
-   split (local CPU and power jointly), which keeps which devices send, their bands and the edge
-   CPU. What is left above ``bcd`` after a finish lies in the blocks the finish keeps.
+   split (local CPU and power jointly), which keeps the bands and the edge CPU, so it may stop a
+   device sending but cannot start one. What is left above ``bcd`` after a finish lies in the
+   blocks the finish keeps.
 2. Who sends. On the policy's own states under the queue-split finish (the first E held-out
    episodes), ``bcd`` decides on the same observations, and every station-slot where either
    sends is counted: both send (the same device or another), only the policy, only ``bcd``.

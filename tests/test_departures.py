@@ -34,7 +34,7 @@ def test_local_cpu_finish_sets_the_rule_and_keeps_the_radio():
             np.testing.assert_array_equal(getattr(action, block), getattr(decided, block))
 
 
-def test_queue_split_finish_never_raises_the_cost_and_keeps_who_sends():
+def test_queue_split_finish_never_raises_the_cost_and_keeps_the_bands_and_edge_cpu():
     scenario = Scenario(devices=6, sbs=2)
     policy, bcd = make("a3c", scenario, seed=2), make("bcd", scenario)
     finished = Finished(policy, "queue split", bcd)
