@@ -363,18 +363,21 @@ station-slots with a sender per run) a3c never sends where ``bcd`` does not and 
 sender in 95-99% of the station-slots where both send, but leaves a station idle in 2-30
 station-slots where ``bcd`` sends a full load (median 7-10 Mbit). Runs with more such skips have the
 larger excess (Spearman 0.61 over the thirteen; 0.64 against the backlog as decided). The skips come
-mostly with a busy edge: the station's edge queue held more than 0.5 Mbit in 57% of the 115 skipped
-station-slots, against 12-18% of those where both send. Giving each device its own station's
-edge-queue feature (an option of the station actor, written for this measurement and removed) did
-not help: training seeds 0 and 1 closed 99.1% and 99.2% of the gap, with backlogs +6.4 +- 2.0 and
-+5.6 +- 1.9 Mbit above ``bcd``'s. Nor did a longer budget: 18,000 episodes (572 s on a quiet
-machine, 798 s beside other jobs) closed 99.1% and 98.2% with backlogs +7.0 +- 4.0 and +17.4 +- 3.5
-Mbit above (training seeds 0 and 1), so 12,000 stays the default. For scale: ``bcd``'s own accuracy
-hardly moves its backlog (one sweep instead of up to 20: +0.09 +- 0.22 Mbit, at a summed cost of
--62,558, below the full ``bcd``'s), and ``greedy``'s is 24.4 +- 3.1 Mbit (5%) above. And Lyapunov
-theory promises an approximate solver no more: a per-slot decision within C of P2's minimum keeps
-the drift-plus-penalty bounds with B + C in place of B (Neely 2010, ch. 4), a weaker backlog bound,
-not a backlog as small as the minimiser's. a3c meets "no larger backlog" only in runs whose
+mostly while the station's edge queue still holds earlier offloads: more than 0.5 Mbit in 57% of the
+115 skipped station-slots, against 12-18% of those where both send (such a queue follows a send at
+the station the slot before in 78% of the station-slots, and a3c's departures never fell short of
+the rule min(f^e tau / c, Q^e); training seeds 3 and 7, and 3 and 4). P2 charges a send Q^e per bit,
+and a3c declines sends into a busy edge that ``bcd`` finds worth that price. Giving each device its
+own station's edge-queue feature (an option of the station actor, written for this measurement and
+removed) did not help: training seeds 0 and 1 closed 99.1% and 99.2% of the gap, with backlogs +6.4
++- 2.0 and +5.6 +- 1.9 Mbit above ``bcd``'s. Nor did a longer budget: 18,000 episodes (572 s on a
+quiet machine, 798 s beside other jobs) closed 99.1% and 98.2% with backlogs +7.0 +- 4.0 and +17.4
++- 3.5 Mbit above (training seeds 0 and 1), so 12,000 stays the default. For scale: ``bcd``'s own
+accuracy hardly moves its backlog (one sweep instead of up to 20: +0.09 +- 0.22 Mbit, at a summed
+cost of -62,558, below the full ``bcd``'s), and ``greedy``'s is 24.4 +- 3.1 Mbit (5%) above. And
+Lyapunov theory promises an approximate solver no more: a per-slot decision within C of P2's minimum
+keeps the drift-plus-penalty bounds with B + C in place of B (Neely 2010, ch. 4), a weaker backlog
+bound, not a backlog as small as the minimiser's. a3c meets "no larger backlog" only in runs whose
 departures from ``bcd`` happen to err towards serving more.
 
 Decision path: ``decide`` computes the mean action with ``NumpyActor`` (numpy, float32, the
