@@ -846,10 +846,13 @@ def local_cpu_gain(observation, unit: np.ndarray, mean: np.ndarray, ablation: Ab
 
 
 def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CConfig, seed: int,
-                  budget: int, model: ActorCritic, optimizer: SharedAdam, counter, failure, between=None) -> None:
+                  budget: int, model: ActorCritic, optimizer: SharedAdam, counter, failure, between=None,
+                  parent: int | None = None) -> None:
     """Algorithm 3 for one worker: sync, roll out t_max slots, push gradients, repeat until the
-    global episode count reaches ``budget`` or some worker failed. ``between`` (the single-worker
-    thread only) is called after every update, so evaluations see the weights at fixed points."""
+    global episode count reaches ``budget``, some worker failed or (a worker process) its
+    ``parent`` process is gone: a killed run leaves no workers training on. ``between`` (the
+    single-worker thread only) is called after every update, so evaluations see the weights at
+    fixed points."""
     torch.set_num_threads(1)
     torch.manual_seed(seed + rank)
     local = copy.deepcopy(model)
@@ -857,7 +860,7 @@ def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3C
     network = Network(scenario, config.envs_per_worker)
     episode_seeds = np.random.default_rng(seed + rank)
     observation = network.reset(int(episode_seeds.integers(HELD_OUT_SEED_BASE)))
-    while not failure.value and counter["episodes"].value < budget:
+    while not failure.value and counter["episodes"].value < budget and parent in (None, os.getppid()):
         local.load_state_dict(model.state_dict())
         features, samples, rewards, seen, spill, gains = [], [], [], [], [], []
         for _ in range(config.t_max):
@@ -1013,7 +1016,8 @@ class A3CSolver(Solver):
 
             workers = [threading.Thread(target=run_thread, daemon=True)]
         else:
-            workers = [context.Process(target=_train_worker, args=args, daemon=True) for args in arguments]
+            workers = [context.Process(target=_train_worker, args=args, kwargs={"parent": os.getpid()}, daemon=True)
+                       for args in arguments]
         rows, started, threads = [], time.perf_counter(), torch.get_num_threads()
         best = {"key": None, "weights": None}
         bar = None

@@ -5,6 +5,7 @@ Training budgets are a few hundred slots of a small scenario."""
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -440,6 +441,52 @@ def test_cli_trains_and_runs_a_checkpoint(tmp_path):
                           *scenario, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert '"system_cost"' in run.stdout.splitlines()[-1]
+
+
+def _live_workers(parent: int) -> list:
+    """Live (not zombie) spawned worker processes whose parent is ``parent``, from Linux's /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            spawned = b"spawn_main" in (entry / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        if int(ppid) == parent and spawned and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.expensive  # a training process with two spawned workers starts
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads the process table from /proc")
+def test_worker_processes_stop_when_the_training_process_is_killed():
+    """A run killed without cleanup (SIGKILL) leaves no workers training on (they watch their parent)."""
+    script = ("from dtnopt import Scenario, make\n"
+              "make('a3c', Scenario(devices=3, sbs=1), n_workers=2, envs_per_worker=2, hidden_size=8)"
+              ".fit(10**9, progress=False, eval_every=10**9)\n")
+    trainer = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _live_workers(trainer.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(workers) == 2, "the two workers did not start"
+        time.sleep(2.0)  # they train
+    finally:
+        trainer.kill()
+        trainer.wait()
+    deadline = time.monotonic() + 60
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers)
 
 
 def test_decision_breakdown_names_each_part_of_the_decision(tmp_path):
