@@ -36,7 +36,9 @@ Engineering choices (the paper leaves them open):
   changes within the slot (``credit``). With delta = 0 this is exact and removes the noise of
   the 19 other devices from each device's gradient; ``decomposed_credit=False`` gives the
   textbook scalar advantage. ``local_cpu_credit=True`` (off) credits each local-CPU entry
-  with what its sample saved against the policy mean instead (fifth round, below).
+  with what its sample saved against the policy mean instead (fifth round, below), and
+  ``radio_credit=True`` (off) each device's band, power and edge-CPU entries with what their
+  samples saved the whole cost against the same at the mean (``radio_gain``, eighth round).
 - Rewards are the negative cost parts in units of ``Psi_max lambda_bar`` read from the
   observation, so learning is stable across N and V and no rare huge cost rescales the rest.
 - Idle gating (``gate_idle``, on by default, "unit" map): a device whose power entry is 0 gets
@@ -380,6 +382,20 @@ keeps the drift-plus-penalty bounds with B + C in place of B (Neely 2010, ch. 4)
 bound, not a backlog as small as the minimiser's. a3c meets "no larger backlog" only in runs whose
 departures from ``bcd`` happen to err towards serving more.
 
+Eighth round: crediting the send decision exactly. ``radio_credit=True`` credits each device's band,
+power and edge-CPU entries with ``radio_gain``: the P2 cost with that device's three entries at the
+policy mean minus the cost under the samples, everyone else's entries at their samples in both (a
+valid baseline, exact for delta = 0; it takes the place of the externality, and the local CPU keeps
+its own part's advantage). Whatever the device's radio entries do not change (the other stations,
+the arrivals, the critic's error) cancels in the difference. Over five runs (training seeds 0-4,
+CLI, 311-356 s on a quiet machine; ``benchmarks.departures``) it closed 99.5-99.9% of the gap
+(system cost -62,129 to -62,412), more than the thirteen default runs' 98.5-99.8% (Mann-Whitney p =
+0.02), with eta_EE 1.015-1.043x ``bcd``'s, and skipped 2-17 of ``bcd``'s sends per two episodes
+(default: 2-30). But the backlog is no better: +0.5, -1.4, +3.2, +4.1 and +1.9 Mbit from ``bcd``'s,
++1.7 +- 2.7 over the runs (4 of 5 above; against the default's runs, Mann-Whitney p = 0.77). The
+option stays off: it would change every a3c figure of the studies, which were measured with the
+default, for a gain in cost the targets do not need.
+
 Decision path: ``decide`` computes the mean action with ``NumpyActor`` (numpy, float32, the
 torch actor's current weights), because at batch 1 torch's per-call overhead outweighs the
 arithmetic of a network this small, and everything around the actor's matrix products runs as
@@ -484,6 +500,7 @@ class A3CConfig:
     decomposed_credit: bool = True  # advantage per action entry from the P2 cost parts it changes
     counterfactual_credit: bool = True  # station-claiming entries: own part + effect on the others (``externality``)
     local_cpu_credit: bool = False  # local-CPU entries: own part minus the same at the policy mean (``local_cpu_gain``)
+    radio_credit: bool = False  # radio entries: P2 cost at the policy mean minus at the sample (``radio_gain``)
     gate_idle: bool = True  # no bandwidth or edge CPU for a device whose power entry is 0 ("unit" map only)
     action_map: str = "unit"  # "unit": raw power and CPU (action_from_unit); "service": action_from_service
     actor: str = "station"  # "station": one MLP shared by the devices (DeviceActor), also fed the mean
@@ -502,10 +519,12 @@ class A3CConfig:
         }
         check_ranges(self, ranges)
         check_flags(self, ("normalize_advantage", "decomposed_credit", "counterfactual_credit", "local_cpu_credit",
-                           "gate_idle", "keep_best"))
-        if self.local_cpu_credit and not (self.decomposed_credit and self.action_map == "unit" and self.discount == 0):
-            raise ValueError("local_cpu_credit needs decomposed_credit=True, action_map='unit' and discount=0 "
-                             f"(got {self.decomposed_credit}, {self.action_map!r}, {self.discount})")
+                           "radio_credit", "gate_idle", "keep_best"))
+        exact = self.decomposed_credit and self.action_map == "unit" and self.discount == 0
+        for flag in ("local_cpu_credit", "radio_credit"):
+            if getattr(self, flag) and not exact:
+                raise ValueError(f"{flag} needs decomposed_credit=True, action_map='unit' and discount=0 "
+                                 f"(got {self.decomposed_credit}, {self.action_map!r}, {self.discount})")
         if self.counterfactual_credit and not (self.decomposed_credit and self.action_map == "unit"):
             raise ValueError("counterfactual_credit (default True) needs decomposed_credit=True and action_map='unit'; "
                              "set counterfactual_credit=False with the other choices")
@@ -754,7 +773,8 @@ def reward_scale(observation) -> np.ndarray:
 
 
 def credit(observation, advantage: np.ndarray, scenario: Scenario, action_map: str = "unit",
-           externality: np.ndarray | None = None, local_gain: np.ndarray | None = None) -> np.ndarray:
+           externality: np.ndarray | None = None, local_gain: np.ndarray | None = None,
+           radio: np.ndarray | None = None) -> np.ndarray:
     """(B, action size) advantage of every policy-output entry from the (B, N + M+1) advantages
     of the P2 cost parts (``dtnopt.lyapunov.p2_cost_terms``): within a slot an entry of
     ``station_shared`` changes the parts of its station's devices and the station (the "unit"
@@ -774,7 +794,9 @@ def credit(observation, advantage: np.ndarray, scenario: Scenario, action_map: s
 
     With ``local_gain`` ((B, N), reward units, ``local_cpu_gain``) as well, the local-CPU entry
     gets it in place of its own part's advantage: the device's own part against the same with
-    that entry at the policy mean, a baseline that depends on none of the entry's sample."""
+    that entry at the policy mean, a baseline that depends on none of the entry's sample. With
+    ``radio`` ((B, N), reward units, ``radio_gain``), the entries that claim a share get it in
+    place of the above: the cost against the same with the device's radio entries at the mean."""
     layout = ACTION_MAPS[action_map]
     devices = scenario.devices
     own, station = advantage[:, :devices], advantage[:, devices:]
@@ -788,6 +810,8 @@ def credit(observation, advantage: np.ndarray, scenario: Scenario, action_map: s
         per_device = [shared if name in layout.station_shared else own for name in layout.entries]
     if local_gain is not None:
         per_device[layout.entries.index("local_cpu")] = local_gain
+    if radio is not None:
+        per_device = [radio if name in IDLE_ENTRIES else entry for name, entry in zip(layout.entries, per_device)]
     per_device = np.stack(per_device, axis=2)
     return np.concatenate([per_device.reshape(len(own), -1), station], axis=1)
 
@@ -796,12 +820,27 @@ def device_parts(observation, units: np.ndarray, ablation: Ablation, gate: bool,
     """(B, k, N) the device parts of the P2 cost (``p2_cost_terms``) under each of k policy
     outputs per environment, ``units`` (B, k, action size), mapped as ``gated_action`` maps them
     and served on the twin's view (``serve``): one batch of B x k environments, the counterfactuals
-    of ``externality`` and ``local_cpu_gain``."""
+    of ``externality``, ``radio_gain`` and ``local_cpu_gain``."""
     batch, count = units.shape[:2]
     rows = observation.select(np.repeat(np.arange(batch), count))  # row b * k + r
     action = gated_action(rows, units.reshape(batch * count, -1), ablation, gate, offloaders=offloaders)
     service = serve(observation.scenario, action, rows.local_queue, rows.edge_queue, rows.association, rows.gain)
     return p2_cost_terms(observation.scenario, rows, service)[0].reshape(batch, count, -1)
+
+
+def each_device_with(unit: np.ndarray, values: np.ndarray, devices: int) -> np.ndarray:
+    """(B, 1 + N, action size): the policy output ``unit`` (B, action size), then one row per
+    device i with its ``IDLE_ENTRIES`` (the entries that claim a share of its station) taken from
+    ``values`` (B, action size) and everyone else's unchanged: the counterfactuals of
+    ``externality`` and ``radio_gain``."""
+    unit = np.asarray(unit, dtype=float)
+    batch = len(unit)
+    counterfactual = np.repeat(unit, devices, axis=0).reshape(batch, devices, -1)
+    diagonal = np.arange(devices)
+    for name in IDLE_ENTRIES:
+        column = diagonal * len(DEVICE_ACTIONS) + DEVICE_ACTIONS.index(name)
+        counterfactual[:, diagonal, column] = np.asarray(values, dtype=float)[:, column]
+    return np.concatenate([unit[:, None, :], counterfactual], axis=1)
 
 
 def externality(observation, unit: np.ndarray, ablation: Ablation, gate: bool, offloaders: int = 0) -> np.ndarray:
@@ -811,19 +850,28 @@ def externality(observation, unit: np.ndarray, ablation: Ablation, gate: bool, o
     station's devices can differ; with ``offloaders``, the next claimant of its station may send
     in its place). Evaluated on the twin's view with ``serve``, one counterfactual batch of B x N
     environments."""
-    batch, devices = observation.local_queue.shape
-    width = len(DEVICE_ACTIONS)
-    # Row (b, i) of the counterfactual: environment b's output with device i's idle entries at 0.
-    counterfactual = np.repeat(np.asarray(unit, dtype=float), devices, axis=0).reshape(batch, devices, -1)
-    diagonal = np.arange(devices)
-    for name in IDLE_ENTRIES:
-        counterfactual[:, diagonal, diagonal * width + DEVICE_ACTIONS.index(name)] = 0.0
-    units = np.concatenate([unit[:, None, :], counterfactual], axis=1)
-    parts = device_parts(observation, units, ablation, gate, offloaders)
+    devices = observation.local_queue.shape[1]
+    parts = device_parts(observation, each_device_with(unit, np.zeros_like(unit), devices), ablation, gate, offloaders)
     factual, idle_parts = parts[:, 0], parts[:, 1:]  # (B, N), (B, i, j)
+    diagonal = np.arange(devices)
     others = factual.sum(axis=1, keepdims=True) - factual
     others_idle = idle_parts.sum(axis=2) - idle_parts[:, diagonal, diagonal]
     return others - others_idle
+
+
+def radio_gain(observation, unit: np.ndarray, mean: np.ndarray, ablation: Ablation, gate: bool,
+               offloaders: int = 0) -> np.ndarray:
+    """(B, N) the P2 cost with device i's radio entries (``IDLE_ENTRIES``: band, power and
+    edge-CPU weights) at the policy mean ``mean`` and everyone else's at their samples, minus the
+    cost under the sampled output ``unit``: what device i's sampled radio entries saved this slot,
+    for its own part and its station's other devices (whose sender it may change) together. The
+    baseline depends on none of device i's radio samples, so it is valid, and the other devices'
+    samples, the local CPUs and the arrivals cancel in the difference: an exact difference
+    reward for delta = 0, the radio counterpart of ``local_cpu_gain``. Evaluated on the twin's view
+    with ``serve``, one counterfactual batch of B x N environments (as ``externality``)."""
+    devices = observation.local_queue.shape[1]
+    parts = device_parts(observation, each_device_with(unit, mean, devices), ablation, gate, offloaders)
+    return parts[:, 1:].sum(axis=2) - parts[:, :1].sum(axis=2)
 
 
 def local_cpu_gain(observation, unit: np.ndarray, mean: np.ndarray, ablation: Ablation, gate: bool,
@@ -862,7 +910,7 @@ def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3C
     observation = network.reset(int(episode_seeds.integers(HELD_OUT_SEED_BASE)))
     while not failure.value and counter["episodes"].value < budget and parent in (None, os.getppid()):
         local.load_state_dict(model.state_dict())
-        features, samples, rewards, seen, spill, gains = [], [], [], [], [], []
+        features, samples, rewards, seen, spill, gains, radios = [], [], [], [], [], [], []
         for _ in range(config.t_max):
             state = torch.from_numpy(observation_features(observation))
             with torch.no_grad():
@@ -876,7 +924,10 @@ def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3C
             parts = np.concatenate(p2_cost_terms(scenario, observation, result.service), axis=1)
             scale = reward_scale(observation)
             rewards.append(-parts / scale)
-            if config.counterfactual_credit:
+            if config.radio_credit:  # in place of the externality
+                radios.append(radio_gain(observation, sample.numpy(), policy.mean.numpy(), ablation,
+                                         config.gate_idle, config.offloaders_per_station) / scale)
+            elif config.counterfactual_credit:
                 spill.append(-externality(observation, sample.numpy(), ablation, config.gate_idle,
                                           config.offloaders_per_station) / scale)
             if config.local_cpu_credit:
@@ -901,7 +952,8 @@ def _train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3C
         advantage = returns - values.detach().numpy()  # (25), per cost part
         if config.decomposed_credit:
             advantage = np.stack([credit(seen[t], advantage[t], scenario, config.action_map,
-                                         spill[t] if spill else None, gains[t] if gains else None)
+                                         spill[t] if spill else None, gains[t] if gains else None,
+                                         radios[t] if radios else None)
                                   for t in range(len(seen))])
         else:
             advantage = np.repeat(advantage.sum(axis=2, keepdims=True), actions.shape[2], axis=2)

@@ -20,7 +20,7 @@ from dtnopt.features import (DEVICE_ACTIONS, IDLE_ENTRIES, SERVICE_ACTIONS, acti
 from dtnopt.lyapunov import p2_cost_terms
 from dtnopt.lyapunov import evaluate
 from solvers.a3c import (ACTION_MAPS, A3CConfig, credit, externality, free_dimensions, gated_action, local_cpu_gain,
-                         scheduled_rate, selection_key)
+                         radio_gain, scheduled_rate, selection_key)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = Scenario(devices=4, sbs=1, slots=20)
@@ -194,18 +194,23 @@ def test_counterfactual_credit_is_the_default_trains_and_needs_the_unit_map():
     assert np.isfinite(curve["system_cost"]).all()
 
 
-@pytest.mark.parametrize("offloaders", [0, 1])
-def test_local_cpu_gain_is_what_each_sampled_local_cpu_saved_its_own_part(offloaders):
+def _queued_samples(seed: int):
+    """(scenario, observation with queues above zero, policy mean, a sample around it, rng, ablation):
+    the setting of the gain tests (N=5, M=1, batch 2)."""
     scenario = Scenario(devices=5, sbs=1)
     network = Network(scenario, batch=2)
     network.reset(7)
-    for _ in range(15):  # queues above zero, so the local CPU matters
+    for _ in range(15):  # queues above zero, so computing and sending matter
         network.step(make("equal", scenario).act(network.observation))
-    observation = network.observation
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     mean = rng.uniform(0.0, 1.0, (2, action_size(scenario)))
     unit = mean + rng.normal(0.0, 0.3, mean.shape)
-    ablation = make("a3c", scenario).ablation
+    return scenario, network.observation, mean, unit, rng, make("a3c", scenario).ablation
+
+
+@pytest.mark.parametrize("offloaders", [0, 1])
+def test_local_cpu_gain_is_what_each_sampled_local_cpu_saved_its_own_part(offloaders):
+    scenario, observation, mean, unit, rng, ablation = _queued_samples(1)
     np.testing.assert_array_equal(local_cpu_gain(observation, mean, mean, ablation, True, offloaders), 0.0)
     gain = local_cpu_gain(observation, unit, mean, ablation, True, offloaders)
     assert np.abs(gain).max() > 0
@@ -231,13 +236,42 @@ def test_local_cpu_gain_is_what_each_sampled_local_cpu_saved_its_own_part(offloa
         np.testing.assert_array_equal(with_gain[:, :, others], plain[:, :, others])
 
 
-def test_local_cpu_credit_trains_and_needs_delta_zero_and_the_unit_map():
-    assert not A3CConfig().local_cpu_credit
+@pytest.mark.parametrize("offloaders", [0, 1])
+def test_radio_gain_is_what_each_devices_sampled_radio_entries_saved_the_cost(offloaders):
+    scenario, observation, mean, unit, rng, ablation = _queued_samples(2)
+    np.testing.assert_allclose(radio_gain(observation, mean, mean, ablation, True, offloaders), 0.0, atol=1e-12)
+    gain = radio_gain(observation, unit, mean, ablation, True, offloaders)
+    assert np.abs(gain).max() > 0
+
+    def cost(u):
+        _, service = evaluate(observation, gated_action(observation, u, offloaders=offloaders))
+        return p2_cost_terms(scenario, observation, service)[0].sum(axis=1)
+
+    for i in range(5):  # brute force: only device i's radio entries at the mean
+        at_mean = unit.copy()
+        for name in IDLE_ENTRIES:
+            column = i * len(DEVICE_ACTIONS) + DEVICE_ACTIONS.index(name)
+            at_mean[:, column] = mean[:, column]
+        np.testing.assert_allclose(gain[:, i], cost(at_mean) - cost(unit), rtol=1e-9, atol=1e-9)
+    # The entries that claim a share get the gain in place of own part (+ externality); the local CPU keeps its own.
+    advantage = rng.normal(size=(2, 5 + scenario.stations))
+    plain = credit(observation, advantage, scenario)[:, :20].reshape(2, 5, -1)
+    with_gain = credit(observation, advantage, scenario, externality=rng.normal(size=(2, 5)),
+                       radio=gain)[:, :20].reshape(2, 5, -1)
+    for name in IDLE_ENTRIES:
+        np.testing.assert_array_equal(with_gain[:, :, DEVICE_ACTIONS.index(name)], gain)
+    local = DEVICE_ACTIONS.index("local_cpu")
+    np.testing.assert_array_equal(with_gain[:, :, local], plain[:, :, local])
+
+
+@pytest.mark.parametrize("flag", ["local_cpu_credit", "radio_credit"])
+def test_gain_credits_train_and_need_delta_zero_and_the_unit_map(flag):
+    assert not getattr(A3CConfig(), flag)
     for bad in ({"discount": 0.5}, {"decomposed_credit": False, "counterfactual_credit": False},
                 {"action_map": "service", "counterfactual_credit": False, "offloaders_per_station": 0}):
-        with pytest.raises(ValueError, match="local_cpu_credit needs"):
-            A3CConfig(local_cpu_credit=True, **bad)
-    solver = make("a3c", SMALL, local_cpu_credit=True, **TINY_TRAINING)
+        with pytest.raises(ValueError, match=f"{flag} needs"):
+            A3CConfig(**{flag: True}, **bad)
+    solver = make("a3c", SMALL, **{flag: True}, **TINY_TRAINING)
     curve = solver.fit(episodes=2, progress=False, eval_seeds=1)
     assert np.isfinite(curve["system_cost"]).all()
 
