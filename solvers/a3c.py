@@ -500,7 +500,7 @@ class A3CConfig:
     decomposed_credit: bool = True  # advantage per action entry from the P2 cost parts it changes
     counterfactual_credit: bool = True  # station-claiming entries: own part + effect on the others (``externality``)
     local_cpu_credit: bool = False  # local-CPU entries: own part minus the same at the policy mean (``local_cpu_gain``)
-    radio_credit: bool = False  # radio entries: P2 cost at the policy mean minus at the sample (``radio_gain``)
+    radio_credit: bool = False  # radio entries: cost at the mean minus at the sample (``radio_gain``), not ``externality``
     gate_idle: bool = True  # no bandwidth or edge CPU for a device whose power entry is 0 ("unit" map only)
     action_map: str = "unit"  # "unit": raw power and CPU (action_from_unit); "service": action_from_service
     actor: str = "station"  # "station": one MLP shared by the devices (DeviceActor), also fed the mean
@@ -865,9 +865,10 @@ def radio_gain(observation, unit: np.ndarray, mean: np.ndarray, ablation: Ablati
     edge-CPU weights) at the policy mean ``mean`` and everyone else's at their samples, minus the
     cost under the sampled output ``unit``: what device i's sampled radio entries saved this slot,
     for its own part and its station's other devices (whose sender it may change) together. The
-    baseline depends on none of device i's radio samples, so it is valid, and the other devices'
-    samples, the local CPUs and the arrivals cancel in the difference: an exact difference
-    reward for delta = 0, the radio counterpart of ``local_cpu_gain``. Evaluated on the twin's view
+    baseline depends on none of device i's radio samples, so it is valid, and whatever those
+    entries do not change (other stations, the arrivals, the critic's error) cancels in the
+    difference: an exact difference reward for delta = 0, the radio counterpart of
+    ``local_cpu_gain``. Evaluated on the twin's view
     with ``serve``, one counterfactual batch of B x N environments (as ``externality``)."""
     devices = observation.local_queue.shape[1]
     parts = device_parts(observation, each_device_with(unit, mean, devices), ablation, gate, offloaders)
