@@ -500,7 +500,7 @@ class A3CConfig:
     decomposed_credit: bool = True  # advantage per action entry from the P2 cost parts it changes
     counterfactual_credit: bool = True  # station-claiming entries: own part + effect on the others (``externality``)
     local_cpu_credit: bool = False  # local-CPU entries: own part minus the same at the policy mean (``local_cpu_gain``)
-    radio_credit: bool = False  # radio entries: cost at the mean minus at the sample (``radio_gain``), not ``externality``
+    radio_credit: bool = False  # radio entries: cost at the mean minus at the sample (``radio_gain``), no externality
     gate_idle: bool = True  # no bandwidth or edge CPU for a device whose power entry is 0 ("unit" map only)
     action_map: str = "unit"  # "unit": raw power and CPU (action_from_unit); "service": action_from_service
     actor: str = "station"  # "station": one MLP shared by the devices (DeviceActor), also fed the mean
