@@ -23,12 +23,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from dtnopt import Network, Scenario, held_out_seeds, make, run_seeds
+from dtnopt import Network, Scenario, held_out_seeds, make
 from dtnopt.blocks import local_cpu_rule
 from dtnopt.config import MBIT
 from dtnopt.lyapunov import evaluate
 from dtnopt.solver import Solver
-from benchmarks.targets import checkpoint_parser, load_checkpoints, pooled, reference_kpis, report, targets
+from benchmarks.targets import checkpoint_parser, load_checkpoints, pooled, reference_kpis, score
 
 
 def local_cpu_finish(bcd, observation, action):
@@ -128,14 +128,11 @@ def main(argv=None) -> None:
     seeds, bcd = held_out_seeds(args.seeds), make("bcd", scenario)
     print(f"scenario N={scenario.devices} M={scenario.sbs}; held_out_seeds({args.seeds})", flush=True)
     references = reference_kpis(scenario, seeds)
-    bcd_backlog = references["bcd"]["mean_local_backlog_mbit"].mean()
     differences = {"as decided": [], **{finish: [] for finish in FINISHES}}
     for path, solver in zip(args.model, solvers):
         for finish in differences:
             variant = solver if finish == "as decided" else Finished(solver, finish, bcd)
-            figures = targets(run_seeds(variant, scenario, seeds), references)
-            differences[finish].append(figures["backlog_minus_bcd"])
-            print("\n".join(report(f"{path}, {finish}", figures, bcd_backlog)), flush=True)
+            differences[finish].append(score(f"{path}, {finish}", variant, scenario, seeds, references))
         if args.episodes:
             print(sender_line(senders(Finished(solver, "queue split", bcd), bcd, scenario, seeds[: args.episodes])),
                   flush=True)

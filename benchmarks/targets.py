@@ -94,6 +94,14 @@ def report(name: str, figures: dict, bcd_backlog: float) -> list:
     ]
 
 
+def score(name: str, solver, scenario: Scenario, seeds: list, references: dict) -> float:
+    """Run ``solver`` on ``seeds``, print its targets' lines (``report``) beside ``references``
+    and return its paired local-backlog difference from ``bcd``'s."""
+    figures = targets(run_seeds(solver, scenario, seeds), references)
+    print("\n".join(report(name, figures, references["bcd"]["mean_local_backlog_mbit"].mean())), flush=True)
+    return figures["backlog_minus_bcd"]
+
+
 def pooled(differences) -> str:
     """The backlog difference pooled over independent runs: mean, 95% interval, t-test p-value."""
     from scipy import stats
@@ -146,12 +154,7 @@ def main(argv=None) -> None:
     seeds = held_out_seeds(args.seeds)
     print(f"scenario N={scenario.devices} M={scenario.sbs}; held_out_seeds({args.seeds})", flush=True)
     references = reference_kpis(scenario, seeds)
-    bcd_backlog = references["bcd"]["mean_local_backlog_mbit"].mean()
-    differences = []
-    for path, solver in zip(args.model, solvers):
-        figures = targets(run_seeds(solver, scenario, seeds), references)
-        differences.append(figures["backlog_minus_bcd"])
-        print("\n".join(report(path, figures, bcd_backlog)), flush=True)
+    differences = [score(path, solver, scenario, seeds, references) for path, solver in zip(args.model, solvers)]
     if len(differences) > 1:
         print(pooled(differences))
 

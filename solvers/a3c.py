@@ -800,8 +800,8 @@ def credit(observation, advantage: np.ndarray, scenario: Scenario, action_map: s
     layout = ACTION_MAPS[action_map]
     devices = scenario.devices
     own, station = advantage[:, :devices], advantage[:, devices:]
-    if externality is not None:
-        claimed = own + externality
+    if radio is not None or externality is not None:
+        claimed = radio if radio is not None else own + externality
         per_device = [claimed if name in IDLE_ENTRIES else own for name in layout.entries]
     else:
         association = observation.association
@@ -810,8 +810,6 @@ def credit(observation, advantage: np.ndarray, scenario: Scenario, action_map: s
         per_device = [shared if name in layout.station_shared else own for name in layout.entries]
     if local_gain is not None:
         per_device[layout.entries.index("local_cpu")] = local_gain
-    if radio is not None:
-        per_device = [radio if name in IDLE_ENTRIES else entry for name, entry in zip(layout.entries, per_device)]
     per_device = np.stack(per_device, axis=2)
     return np.concatenate([per_device.reshape(len(own), -1), station], axis=1)
 

@@ -477,27 +477,33 @@ def test_cli_trains_and_runs_a_checkpoint(tmp_path):
     assert '"system_cost"' in run.stdout.splitlines()[-1]
 
 
+def _state_and_parent(pid) -> tuple | None:
+    """(state letter, parent pid) of process ``pid`` from Linux's /proc; None once it is gone."""
+    try:
+        state, ppid = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+    except OSError:
+        return None
+    return state, int(ppid)
+
+
+def _alive(pid) -> bool:
+    status = _state_and_parent(pid)
+    return status is not None and status[0] != "Z"  # a zombie has ended
+
+
 def _live_workers(parent: int) -> list:
-    """Live (not zombie) spawned worker processes whose parent is ``parent``, from Linux's /proc."""
+    """Live spawned worker processes whose parent is ``parent``."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        status = _state_and_parent(entry.name) if entry.name.isdigit() else None
+        if status is None or status[0] == "Z" or status[1] != parent:
             continue
         try:
-            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
-            spawned = b"spawn_main" in (entry / "cmdline").read_bytes()
+            if b"spawn_main" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
         except OSError:  # gone meanwhile
             continue
-        if int(ppid) == parent and spawned and state != "Z":
-            found.append(int(entry.name))
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.expensive  # a training process with two spawned workers starts
