@@ -78,7 +78,7 @@ def decision_parts_ms(scenario: Scenario, model: str | None = None, slots: int =
         "actor": lambda k: decider(features[k]),
         "actor MLPs only": lambda k: [decider._mlp(net, x) for net, x in zip(decider.nets, mlp_inputs)],
         "gate and map": lambda k: gated_action(observations[k], means[k], solver.ablation, config.gate_idle,
-                                               config.action_map, config.offloaders_per_station),
+                                               config.offloaders_per_station),
         "whole decision": lambda k: solver.act(observations[k]),
     }
     timings = {}

@@ -5,13 +5,12 @@ numpy calls. Each is the body of a function documented elsewhere, which owns its
 - ``fill_features``: ``dtnopt.features.observation_features`` (its only implementation);
 - ``gated_unit_action``: ``dtnopt.features.gated_unit_action``, ``action_from_unit`` (which ends
   with the model's projection) of ``gate_unit`` for an ablation-free unit vector, held bitwise
-  equal to that composition by ``tests/test_features.py``;
-- ``station_actor_inputs``: the per-device input of ``solvers.a3c.NumpyActor``'s station actor.
+  equal to that composition by ``tests/test_features.py``.
 
 They take and fill plain arrays (no model objects), and are compiled on first use and cached on
 disk (``cache=True``). The arithmetic is the numpy code's, operation for operation and in the
-same precision (the features computed in float64 and stored as float32, the actor's statistics
-in float32), so the results are the same bit for bit.
+same precision (the features computed in float64 and stored as float32), so the results are the
+same bit for bit.
 """
 
 from __future__ import annotations
@@ -141,49 +140,3 @@ def gated_unit_action(unit, association, stations, gate, one_sender, max_power, 
         for k in range(stations):
             departure[b, k] = _clip(departure[b, k], capacity[k])
 
-
-@numba.njit(cache=True)
-def station_actor_inputs(features, devices, width, stations, context, out):
-    """From observation vectors ``features`` (B, N W + C0) float32, fill ``context`` (B, C0 + W) with
-    their tail and the mean of the devices' features, and ``out`` (B, N, 3 W + C0 + W) with each
-    device's own features, the context and the mean and max of the features of its station's
-    devices (the station read from the one-hot at the end of its features; its station always has
-    a member, itself). Sums run over the devices in order, in float32, as numpy's do."""
-    batch = features.shape[0]
-    split = devices * width
-    tail = features.shape[1] - split
-    size = tail + width
-    station = np.empty(devices, dtype=np.int64)
-    count = np.empty(stations, dtype=np.float32)
-    sums = np.empty((stations, width), dtype=np.float32)
-    peak = np.empty((stations, width), dtype=np.float32)
-    for b in range(batch):
-        for k in range(tail):
-            context[b, k] = features[b, split + k]
-        for k in range(width):
-            total = np.float32(0.0)
-            for i in range(devices):
-                total += features[b, i * width + k]
-            context[b, tail + k] = total / np.float32(devices)
-        count[:] = 0
-        sums[:] = 0
-        for i in range(devices):
-            j = 0
-            for k in range(stations):
-                if features[b, i * width + width - stations + k] > 0:
-                    j = k
-            station[i] = j
-            for k in range(width):
-                value = features[b, i * width + k]
-                sums[j, k] += value
-                peak[j, k] = value if count[j] == 0 else max(peak[j, k], value)
-            count[j] += 1
-        for i in range(devices):
-            j = station[i]
-            for k in range(width):
-                out[b, i, k] = features[b, i * width + k]
-                out[b, i, width + size + k] = sums[j, k] / count[j]
-                out[b, i, 2 * width + size + k] = peak[j, k]
-            for k in range(size):
-                out[b, i, width + k] = context[b, k]
-    return out

@@ -17,21 +17,6 @@ Unit action vector ``u`` in [0, 1]^K, ``K = 4 N + (M+1)``: per device (device-ma
 weight, power / p_max, local CPU / f^l_max and an edge-CPU weight; per station the edge departure
 as a fraction of f^e_j tau / c. Weights are normalised over each station's devices (the whole
 band and edge CPU are shared out whenever some weight is positive).
-
-Service action vector ``s`` in [0, 1]^K', ``K' = 3 N + (M+1)`` (``action_from_service``): the
-same feasible set reached through the bits each device is to serve instead of its raw CPU and
-power. Per device (device-major, ``SERVICE_ACTIONS``) a bandwidth weight (``SHARE_FLOOR`` plus the
-entry, among the station's devices that offload), the fraction of the rest of the queue (up to
-what the link carries at p_max) to offload and the fraction of what the CPU can compute (up to
-the queue) to compute locally; per station the edge departure as above. The map only inverts
-the physics: ``f^l = c D^l / tau`` (8), ``p`` the least power carrying the offload in one slot
-over the device's band (the rate formula (3)-(4), ``dtnopt.channel.power_for_bits``), and the station's edge CPU
-split in proportion to the square root of the bits it receives (``dtnopt.blocks.edge_cpu_split``,
-the exact minimiser of the edge energy (11) given those bits). It solves no part of P2's
-trade-off (how many bits, where, with which band), which stays the policy's to learn: a fair RL
-action space that is better conditioned than raw power (whose useful range spans decades with
-the channel gain) and raw CPU (whose useful range shrinks with the queue). Measured with ``a3c``
-(``solvers/a3c.py`` docstring) it trained no better than the unit map, which stays a3c's default.
 """
 
 from __future__ import annotations
@@ -40,20 +25,12 @@ import numpy as np
 
 from . import compiled
 from .action import Action, max_departure, project
-from .blocks import edge_cpu_split
-from .channel import power_for_bits, rate
 from .config import MBIT, Scenario
 from .topology import at_station, station_sum
 from .twin import Observation
 
 DEVICE_ACTIONS = ("bandwidth_share", "power", "local_cpu", "edge_cpu")
 """Order of the per-device entries of the unit action vector."""
-
-SERVICE_ACTIONS = ("bandwidth_share", "offload_fraction", "local_fraction")
-"""Order of the per-device entries of the service action vector (``action_from_service``)."""
-
-SERVICE_BLOCKS = {"bandwidth_share": "bandwidth_share", "offload_fraction": "power", "local_fraction": "local_cpu"}
-"""The ``Action`` block each service entry sets (what an ablation that fixes the block masks)."""
 
 
 def device_feature_size(scenario: Scenario) -> int:
@@ -68,16 +45,6 @@ def observation_size(scenario: Scenario) -> int:
 
 def action_size(scenario: Scenario) -> int:
     return len(DEVICE_ACTIONS) * scenario.devices + scenario.stations
-
-
-SHARE_FLOOR = 0.1
-"""Bandwidth weight added to the service map's entry of every device that asks to offload (and
-given to no other): the station's band goes to its senders only, and a sender whose entry is 0
-still gets a band to carry its bits (a zero share would make any offload fraction void)."""
-
-
-def service_action_size(scenario: Scenario) -> int:
-    return len(SERVICE_ACTIONS) * scenario.devices + scenario.stations
 
 
 def observation_features(observation: Observation) -> np.ndarray:
@@ -207,46 +174,3 @@ def unit_from_action(observation: Observation, action: Action) -> np.ndarray:
         axis=2,
     ).reshape(batch, -1)
     return np.clip(np.concatenate([per_device, action.edge_departure / max_departure(sc, batch)], axis=1), 0.0, 1.0)
-
-
-def action_from_service(observation: Observation, unit: np.ndarray) -> Action:
-    """Map a (B, service_action_size) vector in [0, 1] (clipped) onto a feasible ``Action``
-    through the bits to serve (module docstring). Per device, with entries ``(x, o, l)``:
-
-    - local bits ``D^l = l min(Q^l, tau f^l_max / c)``, computed with ``f^l = c D^l / tau`` (8);
-    - band share: weights ``x + SHARE_FLOOR`` over the station's devices with ``o > 0`` and bits
-      left, normalised (14a);
-    - offloaded bits ``D^e = o min(Q^l - D^l, R(p_max) tau)``, sent with the least power that
-      carries them in one slot (3)-(4), at most p_max (14b);
-    - edge CPU split over the station by the square root of ``D^e`` (11), (14d);
-
-    per station the departure as a fraction of f^e_j tau / c (14e). Both fractions are of what
-    the device can serve in the slot (not of its queue), so each entry spans its useful range."""
-    sc = observation.scenario
-    batch, devices = observation.local_queue.shape
-    unit = np.clip(np.nan_to_num(np.asarray(unit, dtype=float), nan=0.0), 0.0, 1.0)
-    per_device = unit[:, : len(SERVICE_ACTIONS) * devices].reshape(batch, devices, len(SERVICE_ACTIONS))
-    weight_entry, offload_fraction, local_fraction = (per_device[:, :, k] for k in range(3))
-    association = observation.association
-    queue = observation.local_queue
-    local_bits = local_fraction * np.minimum(queue, sc.local_capacity_bits)
-    local_cpu = np.minimum(sc.cycles_per_bit * local_bits / sc.tau, sc.local_cpu)
-    rest = np.maximum(queue - local_bits, 0.0)
-    weight = np.where((offload_fraction > 0) & (rest > 0), weight_entry + SHARE_FLOOR, 0.0)
-    totals = np.take_along_axis(station_sum(weight, association, sc.stations), association, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(totals > 0, weight / totals, 0.0)
-    bandwidth = share * sc.station_bandwidth[association]
-    capacity = rate(bandwidth, sc.max_power, observation.gain, sc.noise_power) * sc.tau
-    offload_bits = offload_fraction * np.minimum(rest, capacity)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        power = np.minimum(power_for_bits(offload_bits, bandwidth, observation.gain, sc), sc.max_power)
-    power = np.where(offload_bits > 0, np.nan_to_num(power, nan=0.0, posinf=0.0), 0.0)
-    action = Action(
-        bandwidth_share=share,
-        power=power,
-        local_cpu=local_cpu,
-        edge_cpu=edge_cpu_split(observation, offload_bits),
-        edge_departure=unit[:, len(SERVICE_ACTIONS) * devices:] * max_departure(sc, batch),
-    )
-    return project(sc, action, association)

@@ -25,73 +25,24 @@ Adam steps on the Huber loss between ``Q_d(s, a_d)`` and the double-DQN target
 copied every ``target_update_every`` updates. The reward of (22) is ``-cost(t)``, the P2 cost
 (20), times ``reward_scale / N`` so its size does not grow with N.
 
-Action map (``gate_idle``, ``offloaders_per_station``, off by default): a3c's gates
+Options (``gate_idle``, ``offloaders_per_station``, off by default): a3c's gates
 (``dtnopt.features.gate_unit``) can be put on the unit vector before the map, so that Fig. 7 can
-compare the two learning algorithms on one action map. Measured with the default budget
-(training seed 0, N = 20, M = 3, ``held_out_seeds(10)``; equal -2,546, bcd -62,449): plain
--22,123 (33% of the equal -> bcd gap, eta_EE 0.0261 J/Mbit, 7/10 stable), idle gate -26,755
-(40%, 0.0156, 9/10), idle gate and one sender per station -41,859 (66%, 0.0078, 6/10). The
-default stays plain (the studies' dqn runs and the README's table were measured so; with the
-gates fewer episodes are stable).
+compare the two learning algorithms on one action map.
 
 The discount delta of (23) defaults to 0: P2 is a per-slot problem whose queue weights already
 carry the future (MODEL.md 7), so the Lyapunov-consistent Q-function is the expected per-slot
 reward and the target needs neither bootstrapping nor the target network (both remain, and are
-used, when ``discount > 0``). Measured with the then-defaults (16 envs, lr 1e-3, 800 episodes):
-delta = 0 reached -14,333 and delta = 0.5 -9,536 (table below), so 0 is kept; one run each, and
-the gap is within run-to-run noise, so the choice rests on MODEL.md 7 more than on the numbers.
-
-Tuning, default scenario (N = 20, M = 3): mean system cost (20) summed over an episode, over
-``held_out_seeds(4)``, after training with seed 0 (lower is better; on the same seeds equal
-gives -2,582, random +1,516, greedy -59,886). One run per line, each changing the named settings
-from the starting point ``levels=5, lr=1e-3, envs=16, exploration_fraction=0.5, epsilon_end=0.02,
-batch 256, buffer 200k, one update per slot``; wall times on 2 cores shared with 4 other
-developers' jobs (load average 4 to 11), so pessimistic and not comparable line to line:
-
-==========================================  ========  ===========  =========  ===========
-run                                          episodes  system cost  eta J/Mbit  wall (s)
-==========================================  ========  ===========  =========  ===========
-start                                            800      -14,333      0.0281       207
-discount 0.5                                     800       -9,536      0.0277       554
-levels 3                                         800       -4,789      0.0246       380
-levels 9                                         800       -5,865      0.0282       708
-envs 32                                         1600      -17,419      0.0271       647
-envs 32, exploration_fraction 0.25              1600      -14,218      0.0263       523
-envs 32, lr 3e-4 (the defaults)                 1600      -21,374      0.0266       484
-==========================================  ========  ===========  =========  ===========
-
-The defaults, trained by ``python -m dtnopt train --solver dqn --out dqn.pt`` (seed 0; 3 min 20 s
-wall at 52% of a core, 105 s CPU), on ``held_out_seeds(10)``: system cost -22,123 (range -33,346
-to -11,910), eta 0.0261 J/Mbit, summed local backlog 582 Mbit, stable in 7 of 10 episodes (a
-device queue passes ``queue_cap`` in 3); equal -2,546 (stable 10/10), random +3,268 (10/10),
-greedy -59,471 (10/10). The paper's constant penalty for instability did not fix that: with
-``unstable_penalty`` 1 and 10 (same defaults otherwise) the cost was -18,657 and -14,112 and
-5 and 3 of 10 episodes were stable, so the default leaves it at 0. A myopic (delta = 0) Q-value
-sees the penalty only once a queue is already over the cap.
-
-In these single runs 5 levels did better than 3 (coarser) and 9 (more outputs per branch to
-learn from the same data); 32 environments per slot (twice the fresh data per update for the
-same number of updates) and the lower learning rate gave a smoother and better curve. Not
-varied, for lack of time: batch size, buffer size, network width. The target-network period
-does not matter at delta = 0 (the target is the reward). Learning curves are noisy (held-out
-cost swings by several thousand between evaluations), so gaps of a few thousand between single
-runs are not significant. The trained policy lets local queues grow towards beta (19), as greedy
-does (about 560 Mbit summed local backlog, greedy 450), and spends 0.027 J/Mbit (equal 0.031,
-greedy 0.009), but stays far from greedy's cost.
-Nothing in the model or the baselines was changed to get these numbers.
+used, when ``discount > 0``). The defaults were tuned at N = 20, M = 3 (docs/experiments/dqn.md).
+Evaluation, learning curve, model selection and checkpoints are ``dtnopt.learned``'s.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-import pickle
-import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional
@@ -99,11 +50,11 @@ from torch.nn import functional
 from dtnopt.config import Scenario
 from dtnopt.features import (DEVICE_ACTIONS, gated_unit_action, observation_features, observation_size,
                              unit_from_action)
-from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, mean_kpis, validation_seeds
+from dtnopt.learned import LearnedSolver, TrainingRun, mlp_parameters
+from dtnopt.loop import HELD_OUT_SEED_BASE
 from dtnopt.network import Network
 from dtnopt.registry import register
-from dtnopt.solver import (NO_ABLATION, Ablation, Solver, check_fit_arguments, check_flags, check_ranges,
-                           fixed_allocation, make_config)
+from dtnopt.solver import check_flags, check_ranges, fixed_allocation
 
 
 @contextmanager
@@ -122,26 +73,50 @@ def single_thread():
 class DQNConfig:
     """Hyper-parameters of the branching DQN; validated at construction."""
 
-    levels: int = 5  # discrete levels per action branch, evenly spaced in [0, 1]
-    hidden: int = 256  # units per hidden layer of the shared trunk (ReLU)
-    hidden_layers: int = 2  # hidden layers of the shared trunk
-    learning_rate: float = 3e-4  # Adam step size (measured best here; the paper's 1e-3 is its A3C's)
-    discount: float = 0.0  # delta of (23); 0 is the per-slot P2 objective (MODEL.md 7)
-    episodes: int = 1600  # default training budget, in environment episodes of T slots
-    envs: int = 32  # environments stepped together (Network batch)
-    buffer_size: int = 200_000  # replay buffer capacity, transitions
-    batch_size: int = 256  # transitions per gradient step
-    learning_starts: int = 4_000  # transitions collected before the first gradient step
-    updates_per_slot: int = 1  # gradient steps per slot of the envs batch
-    target_update_every: int = 500  # gradient steps between target-network copies
-    epsilon_start: float = 1.0  # initial per-branch probability of a random level
-    epsilon_end: float = 0.02  # final per-branch probability of a random level
-    exploration_fraction: float = 0.5  # fraction of the budget over which epsilon decays
-    reward_scale: float = 0.05  # reward = -cost(t) * reward_scale / N
-    unstable_penalty: float = 0.0  # reward penalty per slot while a queue is above queue_cap (paper's constant)
-    max_grad_norm: float = 10.0  # gradient clipping of each update
-    gate_idle: bool = False  # a3c's idle gate on the unit vector (``dtnopt.features.gate_unit``)
-    offloaders_per_station: int = 0  # with gate_idle: at most this many senders per station (0: no limit)
+    levels: int = 5
+    """Discrete levels per action branch, evenly spaced in [0, 1]; 5 measured better than 3 and 9."""
+    hidden: int = 256
+    """Units per hidden layer of the shared trunk (ReLU)."""
+    hidden_layers: int = 2
+    """Hidden layers of the shared trunk."""
+    learning_rate: float = 3e-4
+    """Adam step size (measured best here; the paper's 1e-3 is its A3C's)."""
+    discount: float = 0.0
+    """delta of (23); 0 is the per-slot P2 objective (MODEL.md 7)."""
+    episodes: int = 1600
+    """Default training budget, in environment episodes of T slots."""
+    envs: int = 32
+    """Environments stepped together (Network batch); 32 gave a smoother curve than 16."""
+    buffer_size: int = 200_000
+    """Replay buffer capacity, transitions."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    learning_starts: int = 4_000
+    """Transitions collected before the first gradient step."""
+    updates_per_slot: int = 1
+    """Gradient steps per slot of the envs batch."""
+    target_update_every: int = 500
+    """Gradient steps between target-network copies (no effect at delta = 0: the target is the reward)."""
+    epsilon_start: float = 1.0
+    """Initial per-branch probability of a random level."""
+    epsilon_end: float = 0.02
+    """Final per-branch probability of a random level."""
+    exploration_fraction: float = 0.5
+    """Fraction of the budget over which epsilon decays linearly."""
+    reward_scale: float = 0.05
+    """Reward (22) = -cost(t) * reward_scale / N, so its size does not grow with N."""
+    unstable_penalty: float = 0.0
+    """Reward penalty per slot while a queue is above queue_cap (the paper's constant); 0 because
+    1 and 10 measured worse (a myopic Q-value sees it only once a queue is over the cap)."""
+    max_grad_norm: float = 10.0
+    """Gradient clipping of each update."""
+    gate_idle: bool = False
+    """a3c's idle gate on the unit vector (``dtnopt.features.gate_unit``); off, as the studies measured."""
+    offloaders_per_station: int = 0
+    """With gate_idle: at most this many senders per station (0: no limit)."""
+    keep_best: bool = False
+    """End with the evaluated weights of least validation system cost (all-stable ones first);
+    off, so a run ends with its last weights as the studies measured."""
 
     def __post_init__(self) -> None:
         ranges = {
@@ -156,7 +131,7 @@ class DQNConfig:
             "offloaders_per_station": (0, 1_000_000, int),
         }
         check_ranges(self, ranges)
-        check_flags(self, ("gate_idle",))
+        check_flags(self, ("gate_idle", "keep_best"))
         if self.offloaders_per_station and not self.gate_idle:
             raise ValueError("offloaders_per_station needs gate_idle=True")
 
@@ -207,20 +182,28 @@ class ReplayBuffer:
 
 
 @register("dqn")
-class DQNSolver(Solver):
+class DQNSolver(LearnedSolver):
     """Branching dueling double DQN over discretised actions (the paper's DRL benchmark)."""
 
-    learned = True
+    config_class = DQNConfig
 
-    def __init__(self, scenario: Scenario, ablation: Ablation = NO_ABLATION, seed: int = 0, **hyperparameters):
-        super().__init__(scenario, ablation, seed)
-        self.config = make_config(DQNConfig, hyperparameters, "dqn")
+    # --- networks (LearnedSolver hooks) --------------------------------------------------
+    def build_networks(self, config: DQNConfig) -> None:
         self.branch_entries = self._learned_entries()
-        torch.manual_seed(seed)
-        self.q_network = BranchingQNetwork(observation_size(scenario), len(self.branch_entries),
-                                           self.config.levels, self.config.hidden, self.config.hidden_layers)
-        self.level_values = np.linspace(0.0, 1.0, self.config.levels)
-        self.curve = pd.DataFrame(columns=["episode", "slots", "wall_s", *KPI_NAMES])
+        self.q_network = BranchingQNetwork(observation_size(self.scenario), len(self.branch_entries),
+                                           config.levels, config.hidden, config.hidden_layers)
+        self.level_values = np.linspace(0.0, 1.0, config.levels)
+
+    def parameter_count(self, config: DQNConfig) -> int:
+        branches = len(self._learned_entries())
+        return mlp_parameters(observation_size(self.scenario), 1 + branches * config.levels, config.hidden,
+                              config.hidden_layers)
+
+    def state_dict(self) -> dict:
+        return self.q_network.state_dict()
+
+    def load_state_dict(self, weights: dict) -> None:
+        self.q_network.load_state_dict(weights)
 
     # --- discretised actions -------------------------------------------------------------
     def _learned_entries(self) -> np.ndarray:
@@ -236,10 +219,10 @@ class DQNSolver(Solver):
         """Feasible ``Action`` for (B, branches) level indices; unbranched (fixed) entries take
         the values of ``fixed_allocation``. With ``gate_idle`` the unit vector is gated as a3c's
         (``dtnopt.features.gate_unit``, optionally one sender per station) before the map."""
-        unit = unit_from_action(observation, fixed_allocation(self.scenario, observation.association))
-        unit[:, self.branch_entries] = self.level_values[levels]
+        unit_action = unit_from_action(observation, fixed_allocation(self.scenario, observation.association))
+        unit_action[:, self.branch_entries] = self.level_values[levels]
         return self.ablation.apply(observation, gated_unit_action(
-            observation, unit, self.config.gate_idle, self.config.offloaders_per_station, self.ablation.fixed))
+            observation, unit_action, self.config.gate_idle, self.config.offloaders_per_station, self.ablation.fixed))
 
     def greedy_levels(self, features: np.ndarray) -> np.ndarray:
         """(B, branches) argmax level of each branch."""
@@ -250,20 +233,12 @@ class DQNSolver(Solver):
         return self.action_from_levels(observation, self.greedy_levels(observation_features(observation)))
 
     # --- training ------------------------------------------------------------------------
-    def fit(self, episodes=None, *, checkpoint=None, progress=True, eval_every=None, eval_seeds=3) -> pd.DataFrame:
-        """Train for ``episodes`` environment episodes (default ``config.episodes``), ``envs`` at a
-        time, evaluating the greedy policy on ``validation_seeds(eval_seeds)`` every ``eval_every``
-        episodes (default: ten times per run) and at the end. Returns the learning curve."""
-        cfg = self.config
-        episodes = cfg.episodes if episodes is None else episodes
-        check_fit_arguments(episodes, eval_every, eval_seeds)
-        if eval_every is None:
-            eval_every = max(1, math.ceil(episodes / 10))
-
+    def learn(self, episodes: int, run: TrainingRun) -> tuple:
+        """Replay training, ``envs`` episodes at a time (module docstring); one torch thread."""
         with single_thread():
-            return self._train(episodes, checkpoint, progress, eval_every, eval_seeds)
+            return self._train(episodes, run)
 
-    def _train(self, episodes, checkpoint, progress, eval_every, eval_seeds) -> pd.DataFrame:
+    def _train(self, episodes: int, run: TrainingRun) -> tuple:
         cfg = self.config
         sc = self.scenario
         torch.manual_seed(self.seed)
@@ -273,13 +248,11 @@ class DQNSolver(Solver):
         buffer = ReplayBuffer(min(cfg.buffer_size, episodes * sc.slots), observation_size(sc), len(self.branch_entries))
         total_slots = episodes * sc.slots
         decay_slots = max(cfg.exploration_fraction * total_slots, 1.0)
-        rows, done_episodes, slots_seen, updates, next_eval = [], 0, 0, 0, eval_every
-        started = time.perf_counter()
-        bar = None
-        if progress:
-            from tqdm import tqdm
+        done_episodes, slots_seen, updates = 0, 0, 0
 
-            bar = tqdm(total=episodes, desc=self.label, unit="episode")
+        def counts() -> tuple:
+            return done_episodes, slots_seen
+
         while done_episodes < episodes:
             batch = min(cfg.envs, episodes - done_episodes)
             network = Network(sc, batch)
@@ -299,28 +272,16 @@ class DQNSolver(Solver):
                 slots_seen += batch
                 if buffer.size >= max(cfg.learning_starts, 1):
                     for _ in range(cfg.updates_per_slot):
-                        self._update(buffer.sample(rng, cfg.batch_size), target_network, optimizer)
+                        self._update(buffer.sample(rng, cfg.batch_size), target_network, optimizer, run)
                         updates += 1
                         if updates % cfg.target_update_every == 0:
                             target_network.load_state_dict(self.q_network.state_dict())
             done_episodes += batch
-            if bar is not None:
-                bar.update(batch)
-                bar.set_postfix(epsilon=f"{epsilon:.2f}")
-            if done_episodes >= next_eval or done_episodes == episodes:
-                next_eval = (done_episodes // eval_every + 1) * eval_every
-                rows.append({"episode": done_episodes, "slots": slots_seen, "wall_s": time.perf_counter() - started,
-                             **mean_kpis(self, sc, validation_seeds(eval_seeds))})
-                self.curve = pd.DataFrame(rows)
-                if bar is not None:
-                    bar.set_postfix(epsilon=f"{epsilon:.2f}", cost=f"{rows[-1]['system_cost']:.0f}")
-                if checkpoint is not None:
-                    self.save(checkpoint)
-        if bar is not None:
-            bar.close()
-        return self.curve
+            run.advance(done_episodes, epsilon=f"{epsilon:.2f}")
+            run.evaluate_due(counts, self.state_dict)
+        return counts()
 
-    def _update(self, sample, target_network, optimizer) -> None:
+    def _update(self, sample, target_network, optimizer, run: TrainingRun) -> None:
         """One Adam step on the Huber loss to the double-DQN target, averaged over branches."""
         features, levels, reward, next_features, done = sample
         q_taken = self.q_network(features).gather(2, levels[:, :, None])[:, :, 0]
@@ -332,43 +293,8 @@ class DQNSolver(Solver):
                 target = reward + self.config.discount * (1.0 - done) * next_value
         loss = functional.smooth_l1_loss(q_taken, target[:, None].expand_as(q_taken))
         if not torch.isfinite(loss):
-            raise FloatingPointError("dqn training produced a non-finite loss; the last checkpoint is the last good one")
+            raise run.non_finite("the loss")
         optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(self.q_network.parameters(), self.config.max_grad_norm)
         optimizer.step()
-
-    # --- checkpoints ---------------------------------------------------------------------
-    def save(self, path) -> None:
-        """Weights, scenario, hyper-parameters, ablation name and learning curve (torch.save)."""
-        torch.save({
-            "solver": self.name,
-            "weights": self.q_network.state_dict(),
-            "scenario": self.scenario.to_dict(),
-            "hyperparameters": asdict(self.config),
-            "ablation": self.ablation.name,
-            "curve": {column: [float(v) for v in self.curve[column]] for column in self.curve.columns},
-        }, path)
-
-    def load(self, path) -> "DQNSolver":
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            state = None
-        if not isinstance(state, dict) or state.get("solver") != self.name:
-            raise ValueError(f"{path!s} is not a {self.name} checkpoint")
-        saved = state["scenario"]
-        for field, label in (("devices", "N (devices)"), ("sbs", "M (sbs)")):
-            if saved[field] != getattr(self.scenario, field):
-                raise ValueError(f"checkpoint {path}: {label} is {saved[field]}, the solver's scenario has "
-                                 f"{getattr(self.scenario, field)}")
-        if state["ablation"] != self.ablation.name:
-            raise ValueError(f"checkpoint {path} was trained with ablation {state['ablation'] or 'none'!r}, "
-                             f"this solver has {self.ablation.name or 'none'!r}")
-        self.config = DQNConfig(**state["hyperparameters"])
-        self.level_values = np.linspace(0.0, 1.0, self.config.levels)
-        self.q_network = BranchingQNetwork(observation_size(self.scenario), len(self.branch_entries),
-                                           self.config.levels, self.config.hidden, self.config.hidden_layers)
-        self.q_network.load_state_dict(state["weights"])
-        self.curve = pd.DataFrame(state["curve"])
-        return self
