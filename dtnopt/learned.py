@@ -192,6 +192,8 @@ class LearnedSolver(Solver):
         eval_every = max(1, budget // EVALUATIONS_PER_RUN) if eval_every is None else eval_every
         run = TrainingRun(self, budget, eval_every, eval_seeds, checkpoint, progress)
         try:
+            if not all(torch.isfinite(value).all() for value in self.state_dict().values()):
+                raise run.non_finite("the weights it started from")
             counts = self.learn(budget, run)
         finally:
             run.close()
@@ -229,7 +231,7 @@ class LearnedSolver(Solver):
         solver is unchanged then."""
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-        except OSError:  # no such file, a folder, no permission: the system's own message
+        except (FileNotFoundError, IsADirectoryError, PermissionError):  # the system's own message
             raise
         except Exception as error:  # empty, text, truncated, a zip of something else, a pickled class
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -409,12 +409,15 @@ def test_benchmark_rejects_bad_counts_before_any_work(argv, named, capsys):
     assert exit_.value.code == 2 and named in capsys.readouterr().err
 
 
-@pytest.mark.expensive  # about half a minute of training
-def test_learns_to_beat_equal_shares_on_held_out_episodes():
+@pytest.mark.expensive  # about ten seconds of training
+def test_learns_to_close_most_of_the_gap_from_equal_shares_to_greedy():
+    """On held-out episodes the untrained policy closes about a fifth of the equal -> greedy gap in
+    system cost (measured: equal -193, untrained -845, greedy -3,701); 400 episodes close more
+    than half of it (about 80%)."""
     scenario = Scenario(devices=4, sbs=1, slots=50)
     solver = make("a3c", scenario, seed=0, n_workers=1, envs_per_worker=8, hidden_size=64)
-    solver.fit(episodes=240, progress=False, eval_seeds=1)
+    solver.fit(episodes=400, progress=False, eval_seeds=1)
     seeds = held_out_seeds(4)
     cost = {name: run_seeds(solver if name == "a3c" else make(name, scenario), scenario, seeds).system_cost.mean()
-            for name in ("a3c", "equal")}
-    assert cost["a3c"] < cost["equal"] - 0.25 * abs(cost["equal"]), cost
+            for name in ("a3c", "equal", "greedy")}
+    assert cost["a3c"] < cost["equal"] + 0.5 * (cost["greedy"] - cost["equal"]), cost
