@@ -235,6 +235,8 @@ class LearnedSolver(Solver):
             raise
         except Exception as error:  # empty, text, truncated, a zip of something else, a pickled class
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            if reason.startswith("Weights only load failed"):
+                reason = "it holds objects other than tensors and plain containers (it could run code)"
             raise ValueError(f"{path!s} is not a readable checkpoint: {reason}") from None
         previous = dict(self.__dict__)
         try:
@@ -252,7 +254,7 @@ class LearnedSolver(Solver):
         missing = [key for key in CHECKPOINT_KEYS if key not in saved]
         extra = sorted(str(key) for key in saved if key not in CHECKPOINT_KEYS)
         if missing or extra:
-            raise ValueError(f"{path!s} is not a {self.name} checkpoint: "
+            raise ValueError(f"{path!s} is not a checkpoint of this format: "
                              + "; ".join(([f"missing {', '.join(missing)}"] if missing else [])
                                          + ([f"unexpected {', '.join(extra)}"] if extra else [])))
         if saved["format"] != CHECKPOINT_FORMAT:

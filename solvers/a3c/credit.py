@@ -75,7 +75,8 @@ def credit(observation, advantage: np.ndarray, scenario: Scenario, externality: 
     return np.concatenate([per_device.reshape(len(own), -1), station], axis=1)
 
 
-def device_parts(observation, unit_actions: np.ndarray, ablation: Ablation, gate: bool, offloaders: int = 0) -> np.ndarray:
+def device_parts(observation, unit_actions: np.ndarray, ablation: Ablation, gate: bool,
+                 offloaders: int = 0) -> np.ndarray:
     """(B, k, N) the device parts of the P2 cost under each of k policy outputs per environment,
     ``unit_actions`` (B, k, action size), mapped as ``gated_action`` maps them and served on the
     twin's view (``serve``): one batch of B x k environments."""
@@ -98,7 +99,8 @@ def each_device_idle(unit_action: np.ndarray, devices: int) -> np.ndarray:
     return np.concatenate([unit_action[:, None, :], counterfactual], axis=1)
 
 
-def externality(observation, unit_action: np.ndarray, ablation: Ablation, gate: bool, offloaders: int = 0) -> np.ndarray:
+def externality(observation, unit_action: np.ndarray, ablation: Ablation, gate: bool,
+                offloaders: int = 0) -> np.ndarray:
     """(B, N) the P2 cost parts of the other devices under the policy output ``unit_action``
     minus the same with device i idle and everyone else unchanged: the cost device i's claim on
     its station put on the others this slot (only its station's devices can differ; with
