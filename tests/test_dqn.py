@@ -1,4 +1,4 @@
-"""The branching DQN solver (issue 5): discretisation, ablations, training contract, checkpoints."""
+"""The branching DQN solver: discretisation, ablations, training contract, checkpoints."""
 
 import numpy as np
 import pandas as pd

@@ -229,3 +229,17 @@ def test_a_third_party_solver_saves_and_loads_through_the_base(tmp_path):
     restored = LinearSolver(SMALL).load(tmp_path / "linear.pt")
     assert torch.equal(restored.layer.bias, solver.layer.bias)
     assert list(restored.curve["episode"]) == [4, 8, 12]
+
+
+def test_keep_best_ends_with_the_best_evaluated_weights_for_every_solver(name, tmp_path):
+    from dtnopt import run_episode, validation_seeds
+    from dtnopt.learned import selection_key
+
+    assert make(name, SMALL).config.keep_best == (name == "a3c")  # dqn ends with its last weights by default
+    solver = make(name, SMALL, seed=1, keep_best=True, **TINY[name])
+    curve = solver.fit(episodes=8, progress=False, eval_every=2, eval_seeds=1, checkpoint=tmp_path / "best.pt")
+    best = min(range(len(curve)), key=lambda k: selection_key(curve.iloc[k]))
+    kept = run_episode(solver, SMALL, seed=validation_seeds(1)[0]).kpi["system_cost"]
+    assert kept == pytest.approx(curve["system_cost"].iloc[best], rel=1e-9)
+    restored = make(name, SMALL).load(tmp_path / "best.pt")
+    assert run_episode(restored, SMALL, seed=validation_seeds(1)[0]).kpi["system_cost"] == pytest.approx(kept, rel=1e-9)
