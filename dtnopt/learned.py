@@ -165,7 +165,7 @@ class LearnedSolver(Solver):
     def load_state_dict(self, weights: dict) -> None:
         raise NotImplementedError
 
-    def learn(self, episodes: int, run: TrainingRun) -> None:
+    def learn(self, episodes: int, run: TrainingRun) -> tuple:
         raise NotImplementedError
 
     # --- shared ---
@@ -176,7 +176,7 @@ class LearnedSolver(Solver):
         if count > MAX_PARAMETERS:
             sizes = ", ".join(f"{f.name}={getattr(config, f.name)}" for f in fields(config)
                               if f.name.startswith("hidden"))
-            raise ValueError(f"{sizes} give networks of about {count:,} parameters, more than {MAX_PARAMETERS:,}; "
+            raise ValueError(f"{sizes or 'the hyper-parameters'} give networks of about {count:,} parameters, more than {MAX_PARAMETERS:,}; "
                              f"choose smaller hidden sizes or fewer layers")
         return config
 
