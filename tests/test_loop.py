@@ -179,3 +179,13 @@ def test_plant_benchmark_times_a_loop_slot():
     for batch in (1, 4):  # a smoke run of what ``python -m benchmarks.plant`` times; no timing asserted
         wall, cpu = seconds_per_slot(devices=5, batch=batch, slots=3, repeats=1, decide=batch == 4)
         assert 0 < wall < float("inf") and 0 <= cpu < float("inf")
+
+
+def test_solver_benchmark_loops_run_on_slots(monkeypatch):
+    import benchmarks.solvers as bench
+
+    times = bench.decision_times("equal", devices=4, slots=8)
+    assert 0 <= times["median_ms"] <= times["p95_ms"] and 0 <= times["median_cpu_ms"] <= times["p95_cpu_ms"]
+    monkeypatch.setattr(bench, "SIZES", (3,))
+    table = bench.failure_table(slots_per_size=205)  # crosses into a second 200-slot episode
+    assert table.to_dict("records") == [{"N": 3, "slots": 205, "failures": 0, "worse_than_equal_or_greedy": 0}]
