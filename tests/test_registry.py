@@ -24,8 +24,7 @@ def test_every_registered_solver_runs_a_short_episode_with_feasible_actions(name
     solver = make(name, TINY)  # learned solvers run untrained
     assert isinstance(solver, Solver) and solver.label == name
     episode = run_episode(solver, TINY, seed=2)  # the loop checks every action against (14a)-(14e)
-    assert len(episode.slots) == TINY.slots
-    assert np.all(np.isfinite(episode.slots["cost"]))
+    assert len(episode.slots) == TINY.slots  # and every slot finite, or the loop raises NonFiniteSlot
     network = Network(TINY, 2)  # and a batch of two environments
     observation = network.reset(5)
     solver.reset(5)
