@@ -1,6 +1,12 @@
 """Command line: ``python -m dtnopt solvers | run | train | evaluate``.
 
-Bad arguments exit with code 2 and a one-line message naming the argument, no traceback.
+    python -m dtnopt run --solver NAME [--model X.pt] [--devices N --sbs M --slots T --seed S] [--json]
+    python -m dtnopt train --solver NAME --out X.pt [--episodes E] [--set NAME=VALUE ...]
+    python -m dtnopt evaluate --solver NAME [--model X.pt] [--solver NAME2 [--model Y.pt]] ...
+                              [--baseline bcd] [--episodes 10] [--devices N --sbs M] [--json]
+
+A learned solver is only ever scored with a checkpoint (``--model``): untrained weights are not a
+result. Bad arguments exit with code 2 and a one-line message naming the argument, no traceback.
 """
 
 from __future__ import annotations
