@@ -85,8 +85,9 @@ class Evaluation:
         return float((mean_cost[REFERENCE] - mean_cost[label]) / span) if span else float("nan")
 
     def to_dict(self) -> dict:
-        """Everything as plain JSON types (NaN as None): the scenario, seeds, baseline, and per
-        solver each KPI's mean and interval, its difference to the baseline and the gap share."""
+        """Everything as plain JSON types (NaN as None): the scenario, seeds, baseline, per solver
+        each KPI's mean and interval, its difference to the baseline and the gap share, and the
+        per-episode KPIs (long form) they come from."""
         summary = self.summary()
         solvers = {}
         for label in self.solvers:
@@ -99,8 +100,12 @@ class Evaluation:
                          for kpi, row in rows.iterrows()},
                 "gap_share": _finite(self.gap_share(label)),
             }
+        episodes = [{"solver": row["solver"], "seed": int(row["seed"]),
+                     **{kpi: _finite(value) for kpi, value in row[list(KPI_NAMES)].astype(float).items()}}
+                    for _, row in self.episodes.iterrows()]
         return {"scenario": self.scenario.to_dict(), "seeds": list(self.seeds), "baseline": self.baseline,
-                "reference": REFERENCE, "interval": f"{CONFIDENCE:.0%} Student t over episodes", "solvers": solvers}
+                "reference": REFERENCE, "interval": f"{CONFIDENCE:.0%} Student t over episodes", "solvers": solvers,
+                "episodes": episodes}
 
     def report(self) -> str:
         """A readable table: per solver and KPI the mean with its interval and the paired

@@ -89,6 +89,9 @@ def test_command_scores_a_checkpoint_and_a_heuristic_against_the_baseline(checkp
     greedy = run_seeds(make("greedy", TINY), TINY, held_out_seeds(3))
     assert report["solvers"]["greedy"]["kpis"]["system_cost"]["mean"] == pytest.approx(greedy["system_cost"].mean())
     assert report["solvers"]["equal"]["gap_share"] == 0.0 and report["solvers"]["bcd"]["gap_share"] == 1.0
+    rows = [row for row in report["episodes"] if row["solver"] == "greedy"]
+    assert [row["seed"] for row in rows] == held_out_seeds(3)
+    assert [row["system_cost"] for row in rows] == pytest.approx(list(greedy["system_cost"]))
     for kpi in KPI_NAMES:
         low, high = (report["solvers"][label]["kpis"][kpi][end] for end in ("low", "high"))
         assert low <= report["solvers"][label]["kpis"][kpi]["mean"] <= high, kpi
