@@ -19,12 +19,14 @@ average is printed beside them.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
 
 import numpy as np
 
 from dtnopt import Scenario, held_out_seeds, make, run_episode
+from dtnopt.loop import slots as loop_slots
 
 
 def training_throughput(scenario: Scenario, workers: int, episodes: int) -> tuple[float, float]:
@@ -52,19 +54,14 @@ def decision_parts_ms(scenario: Scenario, model: str | None = None, slots: int =
     the first ``slots`` observations of a held-out episode): the observation features, the actor
     (``NumpyActor``), of which its MLP forwards alone, and the gate with the feasible-action map
     (``gated_action``)."""
-    from dtnopt import Network
     from dtnopt.features import observation_features
     from solvers.a3c import gated_action
 
     solver = make("a3c", scenario)
     if model:
         solver.load(model)
-    network = Network(scenario)
-    observations, observation = [], network.reset(1_000_000)
-    for _ in range(min(slots, scenario.slots)):
-        observations.append(observation)
-        network.step(solver.act(observation))
-        observation = network.observation
+    episode = loop_slots(solver, scenario, held_out_seeds(1)[0])
+    observations = [slot.observation for slot in itertools.islice(episode, slots)]
     features = [observation_features(o) for o in observations]
     means = [solver._decider(f) for f in features]
     config = solver.config

@@ -1,12 +1,12 @@
 """Plant benchmark (issue 2): full Lyapunov-loop slots per second.
 
-One timed slot is what every user of the model pays per decision besides the solver itself:
-``Network.step(action, check=False)``, i.e. the projection of the action onto (14a)-(14e), the
-plant step (service (3)-(12), queues (5)-(6), mobility, association, fading, arrivals), the P2
-cost (20) and the twin's next observation. The action is fixed: the ``equal`` allocation
-(``fixed_allocation``) of the first slot, which the projection adapts to each slot's stations.
-For reference the batch-1 line also shows the slot with that allocation decided afresh every
-slot (the cheapest solver's decision included).
+One timed slot is what every user of the model pays per decision besides the solver itself: a
+slot of the loop ``dtnopt.loop.slots(..., check=False)``, i.e. the projection of the action onto
+(14a)-(14e), the plant step (service (3)-(12), queues (5)-(6), mobility, association, fading,
+arrivals), the P2 cost (20), the finiteness check and the twin's next observation. The action is
+fixed: the ``equal`` allocation (``fixed_allocation``) of the first slot, which the projection
+adapts to each slot's stations. For reference the batch-1 line also shows the slot with that
+allocation decided afresh every slot (the cheapest solver's decision included).
 
 Targets (issue 2): batch 1 at N = 20 at least 8,000 slots/s; batch 256 at least 250,000
 env-slots/s; cost linear in N. Timings are the best of ``--repeats`` short runs, as wall-clock
@@ -19,15 +19,35 @@ is the fairer figure, and even it is pessimistic.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
 
 from dtnopt.config import Scenario
-from dtnopt.network import Network
-from dtnopt.solver import fixed_allocation
+from dtnopt.loop import slots as loop_slots
+from dtnopt.solver import Solver, fixed_allocation
 
 BATCH1_TARGET = 8_000  # slots/s, batch 1, N = 20
 BATCHED_TARGET = 250_000  # env-slots/s, batch 256, N = 20
+
+
+class FirstEqualAllocation(Solver):
+    """The ``equal`` allocation of an episode's first slot, kept for the whole episode; with
+    ``afresh`` decided from every slot's observation."""
+
+    name = "first-equal-allocation"
+
+    def __init__(self, scenario: Scenario, afresh: bool = False):
+        super().__init__(scenario)
+        self.afresh = afresh
+
+    def reset(self, seed=None) -> None:
+        self.action = None
+
+    def decide(self, observation):
+        if self.afresh or self.action is None:
+            self.action = fixed_allocation(self.scenario, observation.association)
+        return self.action
 
 
 def seconds_per_slot(devices: int, batch: int, slots: int, repeats: int, decide: bool = False):
@@ -36,16 +56,13 @@ def seconds_per_slot(devices: int, batch: int, slots: int, repeats: int, decide:
     the fairer figure; the targets are about wall-clock time on a quiet one. With ``decide`` the
     equal allocation is recomputed from every slot's observation."""
     scenario = Scenario(devices=devices, slots=10_000_000)
-    network = Network(scenario, batch)
+    solver = FirstEqualAllocation(scenario, afresh=decide)
     best_wall = best_cpu = float("inf")
     for repeat in range(-1, repeats):  # run -1 warms up and is not kept
-        observation = network.reset(seed=max(repeat, 0))
-        action = fixed_allocation(scenario, observation.association)
+        loop = itertools.islice(loop_slots(solver, scenario, seed=max(repeat, 0), batch=batch, check=False), slots)
         wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(slots):
-            if decide:
-                action = fixed_allocation(scenario, network.observation.association)
-            network.step(action, check=False)
+        for _ in loop:
+            pass
         if repeat >= 0:
             best_wall = min(best_wall, (time.perf_counter() - wall) / slots)
             best_cpu = min(best_cpu, (time.process_time() - cpu) / slots)

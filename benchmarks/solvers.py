@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import time
 from dataclasses import replace
 
@@ -27,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from dtnopt.config import MBIT, Scenario
+from dtnopt.loop import slots as loop_slots
 from dtnopt.lyapunov import evaluate, perturbation
-from dtnopt.network import Network
 from dtnopt.registry import available, make
 from solvers.bcd import BandwidthLP
 
@@ -42,18 +43,11 @@ def decision_times(name: str, devices: int, slots: int, seed: int = 0, **kwargs)
     (the first quarter, while the queues fill, is left out; it also builds any cached problem)."""
     scenario = Scenario(devices=devices, sbs=SBS, slots=slots)
     solver = make(name, scenario, **kwargs)
-    network = Network(scenario)
-    observation = network.reset(seed)
-    solver.reset(seed)
     wall, cpu = [], []
-    for slot in range(slots):
-        started, started_cpu = time.perf_counter(), time.process_time()
-        action = solver.act(observation)
-        if slot >= slots // 4:
-            wall.append(time.perf_counter() - started)
-            cpu.append(time.process_time() - started_cpu)
-        network.step(action)
-        observation = network.observation
+    for slot in loop_slots(solver, scenario, seed):
+        if slot.index >= slots // 4:
+            wall.append(slot.decision_s)
+            cpu.append(slot.decision_cpu_s)
     wall, cpu = np.array(wall) * 1e3, np.array(cpu) * 1e3
     return {"median_ms": float(np.median(wall)), "p95_ms": float(np.percentile(wall, 95)),
             "median_cpu_ms": float(np.median(cpu)), "p95_cpu_ms": float(np.percentile(cpu, 95)),
@@ -102,12 +96,8 @@ def random_instance(rng: np.random.Generator, devices: int, sbs: int = SBS, rand
     [0, 3 Psi_max], Q^e_j uniform in [0, 30 Mbit], eta uniform in [0, 0.05] J/Mbit (beta (19)
     recomputed)."""
     scenario = Scenario(devices=devices, sbs=sbs, V=V)
-    network = Network(scenario)
-    observation = network.reset(int(rng.integers(0, 1_000_000)))
-    greedy = make("greedy", scenario)
-    for _ in range(int(rng.integers(1, 151))):
-        network.step(greedy.act(observation))
-        observation = network.observation
+    greedy_slots = loop_slots(make("greedy", scenario), scenario, int(rng.integers(0, 1_000_000)))
+    observation = next(itertools.islice(greedy_slots, int(rng.integers(1, 151)) - 1, None)).next_observation
     if randomise:
         eta = rng.uniform(0.0, 0.05, size=1) / MBIT
         observation = replace(
@@ -155,17 +145,15 @@ def failure_table(slots_per_size: int, seed: int = 0) -> pd.DataFrame:
         bcd, greedy, equal = (make(n, scenario) for n in ("bcd", "greedy", "equal"))
         worse, seen, episode = 0, 0, 0
         while seen < slots_per_size:
-            network = Network(scenario)
-            observation = network.reset(seed + episode)
-            episode += 1
-            while not network.done and seen < slots_per_size:
+            for slot in loop_slots(greedy, scenario, seed + episode):
+                observation = slot.observation
                 cost = float(evaluate(observation, bcd.act(observation))[0][0])
-                greedy_action = greedy.act(observation)
-                best = min(float(evaluate(observation, a)[0][0]) for a in (greedy_action, equal.act(observation)))
+                best = min(float(evaluate(observation, a)[0][0]) for a in (slot.action, equal.act(observation)))
                 worse += cost > best + 1e-9 * max(abs(best), 1.0)
                 seen += 1
-                network.step(greedy_action)
-                observation = network.observation
+                if seen == slots_per_size:
+                    break
+            episode += 1
         rows.append({"N": devices, "slots": seen, "failures": bcd.failures, "worse_than_equal_or_greedy": worse})
     return pd.DataFrame(rows)
 

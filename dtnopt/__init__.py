@@ -6,7 +6,8 @@ per-slot P2 solver interface. Solvers live in the ``solvers`` package, studies i
 
 from .action import Action, InfeasibleAction, check_feasible, is_feasible, project
 from .config import MBIT, Scenario
-from .loop import KPI_NAMES, Episode, held_out_seeds, run_episode, run_seeds, validation_seeds
+from .loop import (KPI_NAMES, Episode, NonFiniteSlot, Slot, held_out_seeds, run_episode, run_seeds, slots,
+                   validation_seeds)
 from .network import Network
 from .registry import available, make, register
 from .solver import ABLATIONS, Ablation, Solver, fixed_allocation
@@ -14,7 +15,8 @@ from .twin import Observation
 
 __all__ = [
     "ABLATIONS", "Ablation", "Action", "Episode", "InfeasibleAction", "KPI_NAMES", "MBIT", "Network",
-    "Observation", "Scenario", "Solver", "available", "check_feasible", "fixed_allocation", "is_feasible",
-    "held_out_seeds", "make", "project", "register", "run_episode", "run_seeds", "validation_seeds",
+    "NonFiniteSlot", "Observation", "Scenario", "Slot", "Solver", "available", "check_feasible",
+    "fixed_allocation", "held_out_seeds", "is_feasible", "make", "project", "register", "run_episode",
+    "run_seeds", "slots", "validation_seeds",
 ]
 __version__ = "0.1.0"

@@ -1,6 +1,12 @@
-"""Command line: ``python -m dtnopt solvers | run | train``.
+"""Command line: ``python -m dtnopt solvers | run | train | evaluate``.
 
-Bad arguments exit with code 2 and a one-line message naming the argument, no traceback.
+    python -m dtnopt run --solver NAME [--model X.pt] [--devices N --sbs M --slots T --seed S] [--json]
+    python -m dtnopt train --solver NAME --out X.pt [--episodes E] [--set NAME=VALUE ...]
+    python -m dtnopt evaluate --solver NAME [--model X.pt] [--solver NAME2 [--model Y.pt]] ...
+                              [--baseline bcd] [--episodes 10] [--devices N --sbs M] [--json]
+
+A learned solver is only ever scored with a checkpoint (``--model``): untrained weights are not a
+result. Bad arguments exit with code 2 and a one-line message naming the argument, no traceback.
 """
 
 from __future__ import annotations
@@ -8,7 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pickle
+import re
 import sys
+from pathlib import Path
 
 from .config import Scenario
 
@@ -22,23 +31,52 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+SCENARIO_OPTIONS = {"devices": "--devices", "sbs": "--sbs", "slots": "--slots", "seed": "--seed", "V": "--V"}
+"""Scenario fields a command sets, and their options."""
+
+LOAD_ERRORS = (ValueError, OSError, EOFError, RuntimeError, KeyError, pickle.UnpicklingError)
+"""What loading a damaged or foreign checkpoint raises: the solver's own checks (``ValueError``)
+and what the file reader meets in an empty, text or truncated file."""
+
+
 def _scenario(args) -> Scenario:
     try:
-        return Scenario(devices=args.devices, sbs=args.sbs, slots=args.slots, seed=args.seed,
+        return Scenario(devices=args.devices, sbs=args.sbs, slots=args.slots,
+                        **({"seed": args.seed} if getattr(args, "seed", None) is not None else {}),
                         **({"V": args.V} if getattr(args, "V", None) is not None else {}))
     except ValueError as error:
-        flag = {"devices": "--devices", "sbs": "--sbs", "slots": "--slots", "seed": "--seed", "V": "--V"}
         message = str(error)
         name = message.split(" ", 1)[0]
-        raise UsageError(f"argument {flag.get(name, name)}: {message}") from None
+        raise UsageError(f"argument {SCENARIO_OPTIONS.get(name, name)}: {message}") from None
 
 
-def _add_scenario_arguments(parser) -> None:
+def _add_scenario_arguments(parser, seed: bool = True) -> None:
     parser.add_argument("--devices", type=int, default=20, help="N, number of devices (default 20)")
     parser.add_argument("--sbs", type=int, default=3, help="M, number of small-cell base stations (default 3)")
     parser.add_argument("--slots", type=int, default=200, help="T, slots per episode (default 200)")
-    parser.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
     parser.add_argument("--V", type=float, default=None, help="Lyapunov weight V (default: the scenario's)")
+
+
+class _SolverEntry(argparse.Action):
+    """``--solver NAME`` of ``evaluate``: starts an entry ``[NAME, checkpoint]``."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        setattr(namespace, self.dest, (getattr(namespace, self.dest) or []) + [[value, None]])
+
+
+class _ModelEntry(argparse.Action):
+    """``--model PATH`` of ``evaluate``: the checkpoint of the ``--solver`` just before it."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        entries = getattr(namespace, "solvers") or []
+        if not entries:
+            raise argparse.ArgumentError(self, f"{value!r} comes before any --solver: give --solver NAME first")
+        if entries[-1][1] is not None:
+            raise argparse.ArgumentError(self, f"solver {entries[-1][0]!r} already has the checkpoint "
+                                               f"{entries[-1][1]!r}: give --solver again for another")
+        entries[-1][1] = value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="hyper", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
                        help="a hyper-parameter of the solver, repeatable (e.g. --set counterfactual_credit=true "
                             "--set actor=station); VALUE is read as JSON, else as a string")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score solvers and checkpoints on the same held-out episodes beside equal and a baseline")
+    evaluate.add_argument("--solver", dest="solvers", action=_SolverEntry, required=True, metavar="NAME",
+                          help="registered solver to score, repeatable")
+    evaluate.add_argument("--model", action=_ModelEntry, metavar="PATH",
+                          help="checkpoint of the learned --solver just before it (required for learned solvers)")
+    evaluate.add_argument("--baseline", default="bcd", help="solver the differences and the gap share are "
+                                                             "measured against (default bcd)")
+    evaluate.add_argument("--episodes", type=int, default=10, help="held-out episodes, at least 2 (default 10)")
+    _add_scenario_arguments(evaluate, seed=False)
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return parser
 
 
@@ -75,17 +125,63 @@ def _assignment(text: str) -> tuple:
     return name.strip(), parsed
 
 
-def _make_solver(name: str, scenario: Scenario, hyper: dict | None = None):
+def _make_solver(name: str, scenario: Scenario, hyper: dict | None = None, option: str = "--solver"):
+    """Build solver ``name``; a bad name is reported against ``option``, a construction error
+    against the option it is about: ``--set`` for a hyper-parameter, the scenario option it
+    names, else ``option``."""
     from .registry import make, resolve
 
     try:
         resolve(name)
     except ValueError as error:
-        raise UsageError(f"argument --solver: {error}") from None
+        raise UsageError(f"argument {option}: {error}") from None
     try:
         return make(name, scenario, **(hyper or {}))
-    except (TypeError, ValueError) as error:  # an unknown hyper-parameter or a value out of range
-        raise UsageError(f"argument --set: {error}") from None
+    except (TypeError, ValueError) as error:  # an unknown hyper-parameter, a value out of range, a size
+        raise UsageError(f"argument {_option_of(str(error), hyper or {}, option)}: {error}") from None
+
+
+def _option_of(message: str, hyper: dict, option: str) -> str:
+    if hyper and (message.split(" ", 1)[0] in hyper or "hyper-parameter" in message):
+        return "--set"
+    for field, scenario_option in SCENARIO_OPTIONS.items():
+        if re.search(rf"\b{field} must\b", message):
+            return scenario_option
+    return "--set" if hyper else option
+
+
+def _load_model(solver, path: str, option: str = "--model"):
+    """``solver`` with the checkpoint at ``path`` loaded; any failure is one line naming the file."""
+    if not Path(path).is_file():
+        raise UsageError(f"argument {option}: no checkpoint file at {path!r}")
+    if not solver.learned:
+        raise UsageError(f"argument {option}: solver {solver.label!r} is not a learned solver")
+    try:
+        return solver.load(path)
+    except LOAD_ERRORS as error:
+        if isinstance(error, ValueError):  # the solver's own check: a checkpoint of another scenario or solver
+            detail = str(error)
+        else:
+            detail = f"{path!r} is not a readable {solver.label} checkpoint ({type(error).__name__}"
+            detail += f": {_first_line(error)})" if _first_line(error) else ")"
+        raise UsageError(f"argument {option}: {' '.join(detail.split())}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    """The first sentence of an error's message (library messages may run to paragraphs)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0].split(". ")[0].rstrip(".") if lines else ""
+
+
+def _trained_solver(name: str, model: str | None, scenario: Scenario):
+    """Solver ``name`` ready to score: a learned one with its checkpoint loaded (required)."""
+    solver = _make_solver(name, scenario)
+    if model is not None:
+        return _load_model(solver, model)
+    if solver.learned:
+        raise UsageError(f"argument --model: solver {name!r} is learned and needs --model CHECKPOINT "
+                         f"(untrained weights would be scored)")
+    return solver
 
 
 def _command_solvers(args) -> None:
@@ -105,21 +201,10 @@ def _json_value(value):
 
 
 def _command_run(args) -> None:
-    from pathlib import Path
-
     from .loop import run_episode
 
     scenario = _scenario(args)
-    solver = _make_solver(args.solver, scenario)
-    if args.model is not None:
-        if not Path(args.model).is_file():
-            raise UsageError(f"argument --model: no checkpoint file at {args.model!r}")
-        if not solver.learned:
-            raise UsageError(f"argument --model: solver {args.solver!r} is not a learned solver")
-        try:
-            solver.load(args.model)
-        except ValueError as error:  # a checkpoint of another scenario, solver or ablation
-            raise UsageError(f"argument --model: {error}") from None
+    solver = _trained_solver(args.solver, args.model, scenario)
     kpis = run_episode(solver, scenario, seed=args.seed).kpi
     if args.json:
         print(json.dumps({key: _json_value(value) for key, value in kpis.items()}))
@@ -130,8 +215,27 @@ def _command_run(args) -> None:
             print(f"{key:<{width}}  {shown}")
 
 
+def _check_out(path: str) -> None:
+    """``train --out``: a file path that can be written, checked before any training is spent
+    (by opening it for appending: permission bits alone do not tell, e.g. for root or /proc)."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"argument --out: {path!r} is a directory, not a checkpoint file path")
+    if not target.parent.is_dir():
+        raise UsageError(f"argument --out: the folder {str(target.parent)!r} of {path!r} is not an existing folder")
+    existed = target.exists()
+    try:
+        with open(target, "ab"):
+            pass
+    except OSError as error:
+        raise UsageError(f"argument --out: cannot write {path!r} ({error.strerror})") from None
+    if not existed:
+        target.unlink()
+
+
 def _command_train(args) -> None:
     scenario = _scenario(args)
+    _check_out(args.out)
     solver = _make_solver(args.solver, scenario, dict(args.hyper))
     if not solver.learned:
         raise UsageError(f"argument --solver: solver {args.solver!r} is not a learned solver")
@@ -145,10 +249,31 @@ def _command_train(args) -> None:
     print(f"saved {args.out}")
 
 
+def _command_evaluate(args) -> None:
+    from .evaluation import evaluate
+
+    if args.episodes < 2:
+        raise UsageError(f"argument --episodes: must be an integer >= 2 (an interval needs two episodes), "
+                         f"got {args.episodes}")
+    scenario = _scenario(args)
+    solvers = {}
+    for name, model in args.solvers:  # every checkpoint loaded before any episode runs
+        solvers[name if model is None else f"{name} ({model})"] = _trained_solver(name, model, scenario)
+    baseline = _make_solver(args.baseline, scenario, option="--baseline")
+    if baseline.learned:
+        raise UsageError(f"argument --baseline: {args.baseline!r} is a learned solver; the baseline must need "
+                         f"no checkpoint")
+    solvers.setdefault(args.baseline, baseline)  # built once, and checked before any episode runs
+    result = evaluate(solvers, scenario, args.episodes, baseline=args.baseline)
+    print(json.dumps(result.to_dict()) if args.json else result.report())
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        {"solvers": _command_solvers, "run": _command_run, "train": _command_train}[args.command](args)
+        commands = {"solvers": _command_solvers, "run": _command_run, "train": _command_train,
+                    "evaluate": _command_evaluate}
+        commands[args.command](args)
     except UsageError as error:
         print(f"dtnopt: error: {error}", file=sys.stderr)
         return 2

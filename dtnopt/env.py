@@ -7,7 +7,11 @@ loop evaluates, so RL solvers and outside RL libraries train on exactly that mod
   (14a)-(14e) by ``dtnopt.features.action_from_unit`` (out-of-range entries are clipped, NaN
   counts as 0);
 - reward: ``-cost(t)``, the negative P2 cost (22);
-- terminated: never (the queues run on); truncated after ``scenario.slots`` slots;
+- terminated: only when the slot's cost, energy or served bits is NaN or infinite (where the
+  loop raises ``NonFiniteSlot``): then the reward is 0 rather than NaN, the observation is the
+  one the action was taken on, ``info["non_finite"]`` names the quantities, and the episode is
+  over (``reset()`` before stepping again); otherwise never (the queues run on); truncated after
+  ``scenario.slots`` slots;
 - info: the per-slot quantities of the loop's slot table (``cost``, ``energy_j``,
   ``served_mbit``, ``local_backlog_mbit``, ``edge_backlog_mbit``, ``eta_j_per_mbit``) plus
   ``slot`` and ``unstable`` (a queue passed ``scenario.queue_cap``).
@@ -48,7 +52,7 @@ class DTNEnv(gymnasium.Env):
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(observation_size(self.scenario),),
                                             dtype=np.float32)
         self.action_space = spaces.Box(0.0, 1.0, shape=(action_size(self.scenario),), dtype=np.float32)
-        self._started = False
+        self._started = self._terminated = False
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start an episode from empty queues. Returns ``(observation, info)``."""
@@ -57,7 +61,7 @@ class DTNEnv(gymnasium.Env):
         super().reset(seed=seed)
         episode_seed = seed if seed is not None else int(self.np_random.integers(HELD_OUT_SEED_BASE))
         observation = self.network.reset(episode_seed)
-        self._started = True
+        self._started, self._terminated = True, False
         return observation_features(observation)[0], {"slot": 0, "episode_seed": episode_seed}
 
     def step(self, action):
@@ -65,6 +69,8 @@ class DTNEnv(gymnasium.Env):
         truncated, info)``."""
         if not self._started:
             raise RuntimeError("call reset() before step()")
+        if self._terminated:
+            raise RuntimeError("the episode was terminated by a non-finite cost, energy or served bits: call reset()")
         if self.network.done:
             raise RuntimeError(f"the episode ended after {self.scenario.slots} slots: call reset()")
         unit = np.asarray(action, dtype=float)
@@ -84,6 +90,11 @@ class DTNEnv(gymnasium.Env):
             "eta_j_per_mbit": float(observation.eta[0] * MBIT),
             "unstable": bool(result.unstable[0]),
         }
+        non_finite = result.non_finite()
+        if non_finite:  # the model's state is no longer meaningful: end the episode, keep rewards finite
+            self._terminated = True
+            info["non_finite"] = tuple(non_finite)
+            return observation_features(observation)[0], 0.0, True, False, info
         truncated = self.network.done
         return observation_features(self.network.observation)[0], -cost, False, truncated, info
 

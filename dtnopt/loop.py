@@ -1,19 +1,24 @@
 """The Lyapunov loop (Algorithm 1): observe -> decide -> check -> step -> record.
 
-Runs any solver for an episode and returns one row per slot plus the episode KPIs. Every
-action a solver returns is checked against (14a)-(14e); an infeasible one raises
-``InfeasibleAction``.
+``slots`` is the loop itself, slot by slot; ``run_episode`` records a whole episode from it.
+Every action a solver returns is checked against (14a)-(14e); an infeasible one raises
+``InfeasibleAction``. A slot whose cost, energy or served bits is NaN or infinite raises
+``NonFiniteSlot``: the model's quantities are finite, so such a value is a solver's or the
+model's fault, and summed into the episode's KPIs it would hide in a NaN mean.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
+from .action import Action
 from .config import MBIT, Scenario
-from .network import Network
+from .network import Network, SlotResult
+from .twin import Observation
 
 KPI_NAMES = (
     "system_cost",
@@ -52,40 +57,88 @@ class Episode:
         return self.kpis[0]
 
 
-def run_episode(solver, scenario: Scenario | None = None, seed: int | None = None, batch: int = 1,
-                progress: bool = False) -> Episode:
-    """Run ``solver`` for ``scenario.slots`` slots from empty queues, seeded by ``seed``
-    (default ``scenario.seed``)."""
-    import pandas as pd
+class NonFiniteSlot(FloatingPointError):
+    """A slot's cost, energy or served bits is NaN or infinite."""
 
+    def __init__(self, who: str, slot: int, non_finite: dict):
+        self.who, self.slot, self.non_finite = who, slot, non_finite
+        quantities = ", ".join(f"{name} (environment {', '.join(map(str, environments))})"
+                               for name, environments in non_finite.items())
+        super().__init__(f"{who} at slot {slot}: non-finite {quantities}; the cost, energy and served "
+                         f"bits of a slot must be finite (not NaN, not infinite)")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One slot of the loop, as ``slots`` yields it."""
+
+    index: int  # t, from 0
+    observation: Observation  # the twin's state s(t) the solver decided on
+    action: Action  # what the solver returned (before any projection when ``check`` is off)
+    decision_s: float  # wall-clock seconds of ``solver.act``
+    decision_cpu_s: float  # CPU seconds of this process in ``solver.act``
+    result: SlotResult  # what the slot did: P2 cost (20), service, instability
+    next_observation: Observation  # the twin's state s(t+1)
+
+
+def slots(solver, scenario: Scenario | None = None, seed: int | None = None, batch: int = 1, *,
+          check: bool = True) -> Iterator[Slot]:
+    """The loop of ``solver`` over an episode of ``scenario.slots`` slots from empty queues,
+    seeded by ``seed`` (default ``scenario.seed``), on ``batch`` environments: per slot, observe,
+    let the solver decide (timed), check the action (with ``check``; else project it onto
+    (14a)-(14e)), step the network and check that the slot's cost, energy and served bits are
+    finite (``NonFiniteSlot``). The network is built, reset and the solver reset when this is
+    called, so a bad seed fails here; the slots run as they are iterated (stop early by
+    breaking off)."""
     scenario = scenario or solver.scenario
     seed = scenario.seed if seed is None else seed
     network = Network(scenario, batch)
     observation = network.reset(seed)
     solver.reset(seed)
-    slots = scenario.slots
-    cost, energy, served = (np.zeros((slots, batch)) for _ in range(3))
-    local_backlog, edge_backlog, eta = (np.zeros((slots, batch)) for _ in range(3))
-    decision = np.zeros(slots)
+    return _slots(solver, network, observation, check)
+
+
+def _slots(solver, network: Network, observation: Observation, check: bool) -> Iterator[Slot]:
+    who = f"solver {solver.label!r}"
+    for index in range(network.scenario.slots):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        action = solver.act(observation)
+        decision_s, decision_cpu_s = time.perf_counter() - started, time.process_time() - started_cpu
+        result = network.step(action, check=check, who=who)
+        non_finite = result.non_finite()
+        if non_finite:
+            raise NonFiniteSlot(who, index, non_finite)
+        yield Slot(index, observation, action, decision_s, decision_cpu_s, result, network.observation)
+        observation = network.observation
+
+
+def run_episode(solver, scenario: Scenario | None = None, seed: int | None = None, batch: int = 1,
+                progress: bool = False) -> Episode:
+    """Run ``solver`` for ``scenario.slots`` slots from empty queues, seeded by ``seed``
+    (default ``scenario.seed``): the records of ``slots``."""
+    import pandas as pd
+
+    scenario = scenario or solver.scenario
+    loop = slots(solver, scenario, seed, batch)
+    slot_count = scenario.slots
+    cost, energy, served = (np.zeros((slot_count, batch)) for _ in range(3))
+    local_backlog, edge_backlog, eta = (np.zeros((slot_count, batch)) for _ in range(3))
+    decision = np.zeros(slot_count)
     unstable = np.zeros(batch, dtype=bool)
-    steps = range(slots)
     if progress:
         from tqdm import tqdm
 
-        steps = tqdm(steps, desc=solver.label, unit="slot", leave=False)
-    for t in steps:
-        started = time.perf_counter()
-        action = solver.act(observation)
-        decision[t] = time.perf_counter() - started
-        result = network.step(action, check=True, who=f"solver {solver.label!r}")
-        cost[t] = result.cost
-        energy[t] = result.service.energy
-        served[t] = result.service.served_total
+        loop = tqdm(loop, total=slot_count, desc=solver.label, unit="slot", leave=False)
+    for slot in loop:
+        t, observation = slot.index, slot.observation
+        decision[t] = slot.decision_s
+        cost[t] = slot.result.cost
+        energy[t] = slot.result.service.energy
+        served[t] = slot.result.service.served_total
         local_backlog[t] = observation.local_queue.sum(axis=1)
         edge_backlog[t] = observation.edge_queue.sum(axis=1)
         eta[t] = observation.eta
-        unstable |= result.unstable
-        observation = network.observation
+        unstable |= slot.result.unstable
 
     kpis = []
     for b in range(batch):
@@ -96,13 +149,13 @@ def run_episode(solver, scenario: Scenario | None = None, seed: int | None = Non
             "mean_energy_j": float(energy[:, b].mean()),
             "mean_local_backlog_mbit": float(local_backlog[:, b].mean() / MBIT),
             "mean_edge_backlog_mbit": float(edge_backlog[:, b].mean() / MBIT),
-            "throughput_mbit": float(total_served / slots),
+            "throughput_mbit": float(total_served / slot_count),
             "stable": bool(not unstable[b]),
             "decision_ms": float(np.median(decision) * 1e3),
         })
     table = pd.DataFrame({
-        "env": np.tile(np.arange(batch), slots),
-        "slot": np.repeat(np.arange(slots), batch),
+        "env": np.tile(np.arange(batch), slot_count),
+        "slot": np.repeat(np.arange(slot_count), batch),
         "cost": cost.ravel(),
         "energy_j": energy.ravel(),
         "served_mbit": served.ravel() / MBIT,

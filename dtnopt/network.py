@@ -27,6 +27,19 @@ class SlotResult:
     observation: Observation  # the twin's state at the start of the slot that was decided
     unstable: np.ndarray  # a queue is above scenario.queue_cap after the slot, (B,)
 
+    def non_finite(self) -> dict:
+        """The slot's scored quantities that are NaN or infinite in some environment: name (as
+        in the loop's slot table: ``cost``, ``energy_j``, ``served_mbit``) -> the indices of
+        those environments. Empty when all are finite, as the model requires: a non-finite
+        value would poison every sum and mean of the episode."""
+        quantities = {"cost": self.cost, "energy_j": self.service.energy, "served_mbit": self.service.served_total}
+        found = {}
+        for name, values in quantities.items():
+            bad = ~np.isfinite(values)
+            if bad.any():
+                found[name] = np.flatnonzero(bad)
+        return found
+
 
 class Network:
     """A batch of ``batch`` independent DTN environments driven slot by slot."""

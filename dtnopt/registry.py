@@ -1,13 +1,17 @@
 """Solver registry: ``register``, ``make(name)``, ``available()``.
 
-Built-in solvers live in the top-level ``solvers`` package; third-party ones are found through
-the ``dtnopt.solvers`` entry-point group (an entry point names a ``Solver`` subclass). Every
-base name ``NAME`` also resolves ``NAME-no-cpu`` and ``NAME-no-radio`` (the ablations).
+Solvers, the built-in ones of the ``solvers`` package included, are found through the
+``dtnopt.solvers`` entry-point group: an entry point names a ``Solver`` subclass
+(``a3c = "solvers.a3c:A3CSolver"``). They are loaded once, the first time the registry is asked
+for a solver, so importing ``dtnopt`` imports no solver. An entry point that fails to load is
+skipped with a warning naming it; two solvers claiming one name are an error naming both.
+``register`` adds a class in code. Every base name ``NAME`` also resolves ``NAME-no-cpu`` and
+``NAME-no-radio`` (the ablations).
 """
 
 from __future__ import annotations
 
-import importlib
+import warnings
 from importlib.metadata import entry_points
 
 from .config import Scenario
@@ -16,6 +20,10 @@ from .solver import ABLATIONS, NO_ABLATION, Solver
 ENTRY_POINT_GROUP = "dtnopt.solvers"
 _REGISTRY: dict[str, type] = {}
 _loaded = False
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def register(name: str, cls: type | None = None):
@@ -27,7 +35,8 @@ def register(name: str, cls: type | None = None):
         if not (isinstance(solver_cls, type) and issubclass(solver_cls, Solver)):
             raise TypeError(f"solver {name!r} must be a subclass of dtnopt.Solver, got {solver_cls!r}")
         if _REGISTRY.get(name, solver_cls) is not solver_cls:
-            raise ValueError(f"solver name {name!r} is already registered to {_REGISTRY[name].__qualname__}")
+            raise ValueError(f"solver name {name!r} is already registered to {_qualified(_REGISTRY[name])}; "
+                             f"cannot register {_qualified(solver_cls)} under it too")
         solver_cls.name = name
         _REGISTRY[name] = solver_cls
         return solver_cls
@@ -36,15 +45,41 @@ def register(name: str, cls: type | None = None):
 
 
 def _load() -> None:
+    """Load every entry point of ``ENTRY_POINT_GROUP`` into the registry, once (again after a
+    name clash, so the clash is reported on every use)."""
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    importlib.import_module("solvers")
+    _loaded = True  # set first: an entry point's module may itself ask the registry
+    try:
+        _load_entry_points()
+    except ValueError:
+        _loaded = False
+        raise
+
+
+def _load_entry_points() -> None:
+    claimed = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        loaded = entry.load()
-        if isinstance(loaded, type) and entry.name not in _REGISTRY:
-            register(entry.name, loaded)
+        if entry.name in claimed and claimed[entry.name].value != entry.value:
+            raise ValueError(f"solver name {entry.name!r} is claimed by two entry points: "
+                             f"{claimed[entry.name].value} and {entry.value}")
+        claimed[entry.name] = entry
+    for name, entry in claimed.items():
+        try:
+            loaded = entry.load()
+        except Exception as error:  # a plug-in's own fault: it must not take the other solvers down
+            warnings.warn(f"skipped solver entry point {name} = {entry.value}: it failed to load "
+                          f"({type(error).__name__}: {error})", RuntimeWarning, stacklevel=4)
+            continue
+        if not (isinstance(loaded, type) and issubclass(loaded, Solver)):
+            warnings.warn(f"skipped solver entry point {name} = {entry.value}: it names {loaded!r}, "
+                          f"not a subclass of dtnopt.Solver", RuntimeWarning, stacklevel=4)
+            continue
+        if _REGISTRY.get(name, loaded) is not loaded:
+            raise ValueError(f"solver name {name!r} is claimed by entry point {entry.value} and by "
+                             f"{_qualified(_REGISTRY[name])}")
+        register(name, loaded)
 
 
 def available(ablations: bool = True) -> list[str]:

@@ -1,6 +1,4 @@
-"""Built-in per-slot P2 solvers. Importing this package registers them with
-``dtnopt.registry``; third-party solvers register through the ``dtnopt.solvers`` entry points."""
-
-from . import heuristics  # noqa: F401
-from . import bcd, dqn, reference  # noqa: F401
-from . import a3c  # noqa: F401
+"""Built-in per-slot P2 solvers. Each is declared in the ``dtnopt.solvers`` entry-point group
+(``pyproject.toml``), the group third-party solvers use too, and ``dtnopt.registry`` imports its
+module the first time the registry is asked for a solver; a module that fails to import then
+costs only its own solvers."""

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dtnopt.evaluation import mean_interval
+
 METRICS = (
     ("system_cost", "system cost"),
     ("energy_efficiency_j_per_mbit", "eta_EE (J/Mbit)"),
@@ -33,21 +35,6 @@ SHOWN = (
     ("throughput_mbit", "throughput Mbit/slot", "{:.4g}"),
     ("stable", "stable", "{:.0%}"),
 )
-
-
-def mean_interval(values) -> tuple:
-    """Mean and half-width of its 95% Student-t interval (0 for a single value)."""
-    from scipy import stats
-
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    if len(values) == 1 or np.all(values == values[0]):
-        return float(values.mean()), 0.0
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    mean = float(values.mean())
-    return mean, float(half) if half > 1e-9 * abs(mean) else 0.0
 
 
 def evaluations(table: pd.DataFrame) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from dtnopt import Scenario, check_feasible, fixed_allocation
 from dtnopt.blocks import edge_cpu_split, local_cpu_rule, offload_coefficient, power_rule, service_weight
 from dtnopt.channel import power_for_bits, rate
 from dtnopt.config import MBIT
+from dtnopt.loop import slots as loop_slots
 from dtnopt.lyapunov import evaluate, perturbation
 from dtnopt.registry import make
 from dtnopt.topology import station_sum
@@ -31,13 +32,7 @@ def busy_observations(scenario=MEDIUM, slots=(15, 25, 35), seed=3, V_values=(100
     found = []
     for V in V_values:
         sc = scenario.replace(V=V)
-        network, observation = observe(sc, batch=1, seed=seed)
-        greedy = make("greedy", sc)
-        for t in range(max(slots) + 1):
-            if t in slots:
-                found.append(observation)
-            network.step(greedy.act(observation))
-            observation = network.observation
+        found += [slot.observation for slot in loop_slots(make("greedy", sc), sc, seed) if slot.index in slots]
     return found
 
 

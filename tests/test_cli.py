@@ -45,6 +45,24 @@ BAD_ARGUMENTS_IN_PROCESS = {
     "hyper-parameter out of range": (["train", "--solver", "a3c", "--out", "/tmp/never-written.pt",
                                       "--set", "learning_rate=-1"], "argument --set: learning_rate must be a number in"),
     "unknown ablated solver": (["run", "--solver", "nope-no-cpu"], "argument --solver: unknown solver 'nope-no-cpu'"),
+    "solver too small for the scenario": (["run", "--solver", "reference", "--devices", "20"],
+                                          "argument --devices: reference solves small instances only: devices must"),
+    "ablated solver too small": (["run", "--solver", "reference-no-cpu", "--devices", "9", "--sbs", "1"],
+                                 "argument --devices: reference solves small instances only"),
+    "learned solver without a checkpoint": (["run", "--solver", "a3c", "--devices", "4", "--sbs", "1"],
+                                            "argument --model: solver 'a3c' is learned and needs --model CHECKPOINT "
+                                            "(untrained weights would be scored)"),
+    "heuristic with a checkpoint": (["run", "--solver", "equal", "--model", __file__],
+                                    "argument --model: solver 'equal' is not a learned solver"),
+}
+
+# ``train --out`` is checked before any solver is built or trained.
+BAD_OUT = {
+    "folder missing": ("/nonexistent/folder/model.pt", "argument --out: the folder '/nonexistent/folder' of "
+                                                       "'/nonexistent/folder/model.pt' is not an existing folder"),
+    "a directory": ("/tmp", "argument --out: '/tmp' is a directory, not a checkpoint file path"),
+    "folder is a file": (f"{__file__}/model.pt", "argument --out: the folder"),
+    "not writable": ("/proc/model.pt", "argument --out: cannot write '/proc/model.pt'"),
 }
 
 
@@ -79,6 +97,44 @@ def test_bad_solver_arguments_exit_2_with_one_line(capsys, case):
     assert captured.out == ""
     assert_one_line_error(captured.err, expected)
     assert not Path("/tmp/never-written.pt").exists()
+
+
+@pytest.mark.parametrize("case", list(BAD_OUT))
+def test_train_checks_out_before_building_or_training_a_solver(capsys, monkeypatch, case):
+    import dtnopt.cli
+
+    monkeypatch.setattr(dtnopt.cli, "_make_solver", lambda *args: pytest.fail("a solver was built"))
+    out, expected = BAD_OUT[case]
+    assert main(["train", "--solver", "a3c", "--devices", "4", "--sbs", "1", "--out", out]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert_one_line_error(captured.err, expected)
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "truncated", "foreign"])
+def test_run_of_a_damaged_checkpoint_exits_2_naming_the_file(capsys, tmp_path, kind):
+    good = tmp_path / "good.pt"
+    make("a3c", Scenario(devices=4, sbs=1)).save(good)
+    path = tmp_path / f"{kind}.pt"
+    if kind == "foreign":
+        make("dqn", Scenario(devices=4, sbs=1)).save(path)
+    else:
+        path.write_bytes({"empty": b"", "text": b"not a checkpoint\n", "truncated": good.read_bytes()[:300]}[kind])
+    assert main(["run", "--solver", "a3c", "--devices", "4", "--sbs", "1", "--slots", "3", "--model", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert_one_line_error(captured.err, "argument --model: ")
+    assert str(path) in captured.err
+
+
+def test_run_of_a_checkpoint_scores_the_loaded_weights(capsys, tmp_path):
+    path = tmp_path / "a3c.pt"
+    make("a3c", Scenario(devices=4, sbs=1), seed=3).save(path)
+    assert main(["run", "--solver", "a3c", "--devices", "4", "--sbs", "1", "--slots", "5", "--model", str(path),
+                 "--json"]) == 0
+    scenario = Scenario(devices=4, sbs=1, slots=5)
+    expected = run_episode(make("a3c", scenario).load(path), scenario, seed=0).kpi
+    assert json.loads(capsys.readouterr().out)["system_cost"] == pytest.approx(expected["system_cost"])
 
 
 def test_solvers_lists_every_registered_name_one_per_line_name_first(capsys):

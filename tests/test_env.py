@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 from dtnopt import MBIT, Scenario, Solver, run_episode
 from dtnopt.env import ENV_ID, DTNEnv
-from dtnopt.features import action_from_unit, action_size, observation_size
+from dtnopt.features import DEVICE_ACTIONS, action_from_unit, action_size, observation_size
 
 SMALL = Scenario(devices=5, sbs=2, slots=6)
 
@@ -119,3 +119,23 @@ def test_info_reports_instability():
     env.reset(seed=0)
     flags = [env.step(np.zeros(action_size(SMALL)))[4]["unstable"] for _ in range(20)]  # nothing served
     assert flags[0] is False and flags[-1] is True
+
+
+def test_a_non_finite_slot_terminates_the_episode_naming_the_quantities():
+    scenario = Scenario(devices=2, sbs=0, slots=10)
+    env = DTNEnv(scenario)
+    env.reset(seed=0)
+    unit = np.full(action_size(scenario), 0.5)
+    for _ in range(2):  # queues above zero
+        assert env.step(unit)[2] is False
+    starving = unit.copy()
+    starving[DEVICE_ACTIONS.index("edge_cpu") + len(DEVICE_ACTIONS)] = 1e-320  # device 1's edge-CPU weight
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        observation, reward, terminated, truncated, info = env.step(starving)
+    assert terminated is True and truncated is False and reward == 0.0
+    assert info["non_finite"] == ("cost", "energy_j") and not np.isfinite(info["energy_j"])
+    assert np.all(np.isfinite(observation)) and observation in env.observation_space
+    with pytest.raises(RuntimeError, match="terminated by a non-finite .* call reset"):
+        env.step(unit)
+    env.reset(seed=0)
+    assert np.isfinite(env.step(unit)[1])

@@ -1,7 +1,13 @@
 """Solver registry: every registered solver (including the ones added later and the ablated
-variants) runs a short episode with feasible actions; names resolve or fail with the list."""
+variants) runs a short episode with feasible actions; names resolve or fail with the list;
+entry points (built-in and third-party) load once, a broken one is skipped with a warning, a
+name clash is an error; the model layer imports no solver, study or benchmark."""
 
 from __future__ import annotations
+
+import ast
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +24,7 @@ def test_every_registered_solver_runs_a_short_episode_with_feasible_actions(name
     solver = make(name, TINY)  # learned solvers run untrained
     assert isinstance(solver, Solver) and solver.label == name
     episode = run_episode(solver, TINY, seed=2)  # the loop checks every action against (14a)-(14e)
-    assert len(episode.slots) == TINY.slots
-    assert np.all(np.isfinite(episode.slots["cost"]))
+    assert len(episode.slots) == TINY.slots  # and every slot finite, or the loop raises NonFiniteSlot
     network = Network(TINY, 2)  # and a batch of two environments
     observation = network.reset(5)
     solver.reset(5)
@@ -71,27 +76,93 @@ def test_register_rejects_bad_names_classes_and_duplicates(monkeypatch):
     assert make("mine-no-radio", TINY).ablation is ABLATIONS["no-radio"]
 
 
-def test_third_party_solvers_are_found_through_entry_points(monkeypatch):
-    class Plugin(Solver):
-        """A third-party solver."""
+class Plugin(Solver):
+    """A third-party solver."""
 
-        def decide(self, observation):
-            return fixed_allocation(self.scenario, observation.association)
+    def decide(self, observation):
+        return fixed_allocation(self.scenario, observation.association)
 
-    class EntryPoint:
-        name = "plugin"
 
-        def load(self):
-            return Plugin
-
+def installed_with(monkeypatch, *extra) -> list:
+    """An empty registry whose entry points are the installed ones plus ``extra``; returns the
+    list of groups the registry asks ``entry_points`` for."""
     groups = []
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    installed = list(entry_points(group=registry.ENTRY_POINT_GROUP))
+    monkeypatch.setattr(registry, "_REGISTRY", {})
     monkeypatch.setattr(registry, "_loaded", False)
-    monkeypatch.setattr(registry, "entry_points", lambda group: groups.append(group) or [EntryPoint()])
-    assert "plugin" in available() and groups == [registry.ENTRY_POINT_GROUP]
+    monkeypatch.setattr(registry, "entry_points", lambda group: groups.append(group) or installed + list(extra))
+    return groups
+
+
+def entry(name: str, value: str) -> EntryPoint:
+    return EntryPoint(name=name, value=value, group=registry.ENTRY_POINT_GROUP)
+
+
+def test_built_in_solvers_are_entry_points_loaded_once(monkeypatch):
+    groups = installed_with(monkeypatch)
+    assert {"equal", "greedy", "bcd", "reference", "a3c", "dqn"} <= set(available(ablations=False))
+    make("equal-no-cpu", TINY)
+    available()
+    assert groups == [registry.ENTRY_POINT_GROUP]
+
+
+def test_third_party_solvers_are_found_through_entry_points(monkeypatch):
+    installed_with(monkeypatch, entry("plugin", f"{__name__}:Plugin"))
+    assert "plugin" in available()
     solver = make("plugin-no-cpu", TINY)
     assert type(solver) is Plugin and solver.ablation is ABLATIONS["no-cpu"]
     assert len(run_episode(solver, TINY, seed=0).slots) == TINY.slots
+
+
+@pytest.mark.parametrize("broken, reason", [("no_such_module:Thing", "ModuleNotFoundError"),
+                                            ("numpy:ndarray", "not a subclass of dtnopt.Solver")])
+def test_a_broken_entry_point_is_skipped_with_one_warning_naming_it(monkeypatch, capsys, broken, reason):
+    from dtnopt.cli import main
+
+    installed_with(monkeypatch, entry("broken", broken))
+    with pytest.warns(RuntimeWarning) as caught:
+        assert main(["run", "--solver", "equal", "--devices", "3", "--sbs", "1", "--slots", "4", "--json"]) == 0
+    assert len(caught) == 1
+    assert f"skipped solver entry point broken = {broken}" in str(caught[0].message)
+    assert reason in str(caught[0].message)
+    assert "broken" not in available() and capsys.readouterr().out.startswith("{")
+
+
+def test_two_entry_points_claiming_one_name_are_an_error_naming_both(monkeypatch):
+    installed_with(monkeypatch, entry("greedy", f"{__name__}:Plugin"))
+    with pytest.raises(ValueError, match=rf"solver name 'greedy' is claimed by two entry points: "
+                                         rf"solvers.heuristics:GreedySolver and {__name__}:Plugin"):
+        available()
+    with pytest.raises(ValueError, match="claimed by two entry points"):  # on every use, not once
+        make("equal", TINY)
+
+
+def test_an_entry_point_and_a_class_registered_in_code_claiming_one_name_are_an_error(monkeypatch):
+    installed_with(monkeypatch)
+    register("equal", Plugin)
+    with pytest.raises(ValueError, match=rf"solver name 'equal' is claimed by entry point "
+                                         rf"solvers.heuristics:EqualSolver and by {__name__}.Plugin"):
+        available()
+
+
+def test_the_model_layer_imports_no_solver_study_or_benchmark():
+    forbidden = {"solvers", "studies", "benchmarks"}
+    root = Path(__file__).resolve().parents[1] / "dtnopt"
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if node.level == 0 else []
+            elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                    and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__"):
+                names = [str(node.args[0].value)]
+            else:
+                continue
+            offenders += [f"{path.relative_to(root.parent)}:{node.lineno} {name}" for name in names
+                          if name.split(".")[0] in forbidden]
+    assert offenders == []
 
 
 @pytest.mark.parametrize("solver", ["a3c", "dqn"])
