@@ -131,7 +131,7 @@ def damaged(tmp_path: Path, kind: str, checkpoint: Path) -> Path:
     ("missing checkpoint", ["--solver", "a3c", "--model", "/nonexistent/X.pt"],
      "argument --model: no checkpoint file at '/nonexistent/X.pt'"),
     ("checkpoint of another scenario", ["--solver", "a3c", "--model", "{checkpoint}", "--devices", "5"],
-     "argument --model: checkpoint {checkpoint} was trained with devices (N) = 4"),
+     "argument --model: {checkpoint} was trained with devices (N) = 4"),
     *[(f"{kind} checkpoint", ["--solver", "a3c", "--model", f"{{{kind}}}"], "argument --model: ")
       for kind in ("empty", "text", "truncated")],
 ])
