@@ -5,7 +5,7 @@ per-slot P2 solver interface. Solvers live in the ``solvers`` package, studies i
 """
 
 from .action import Action, InfeasibleAction, check_feasible, is_feasible, project
-from .config import MBIT, Scenario
+from .config import MBIT, MODEL_VERSION, Scenario
 from .loop import KPI_NAMES, Episode, held_out_seeds, run_episode, run_seeds, validation_seeds
 from .network import Network
 from .registry import available, make, register
@@ -13,7 +13,7 @@ from .solver import ABLATIONS, Ablation, Solver, fixed_allocation
 from .twin import Observation
 
 __all__ = [
-    "ABLATIONS", "Ablation", "Action", "Episode", "InfeasibleAction", "KPI_NAMES", "MBIT", "Network",
+    "ABLATIONS", "Ablation", "Action", "Episode", "InfeasibleAction", "KPI_NAMES", "MBIT", "MODEL_VERSION", "Network",
     "Observation", "Scenario", "Solver", "available", "check_feasible", "fixed_allocation", "is_feasible",
     "held_out_seeds", "make", "project", "register", "run_episode", "run_seeds", "validation_seeds",
 ]

@@ -14,7 +14,7 @@ Seeds: replicate ``k`` trains a learned solver with ``seed=k`` (training episode
 Cache layout (``root``): ``models/STEM.pt`` (checkpoint), ``models/STEM.curve.csv`` (learning
 curve), ``models/STEM.json`` (training record, written last), ``results/STEM.json`` (the KPIs of
 the evaluation episode). ``STEM`` names the solver, N, M and seed and ends in a digest of
-everything that defines the run.
+everything that defines the run, ``dtnopt.MODEL_VERSION`` included.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dtnopt.config import Scenario
+from dtnopt.config import MODEL_VERSION, Scenario
 from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, mean_kpis, run_episode, validation_seeds
 from dtnopt.registry import make, resolve
 
@@ -61,8 +61,9 @@ class Run:
         return HELD_OUT_SEED_BASE + self.seed
 
     def training_key(self) -> dict:
-        """Everything that defines a trained model (and its learning curve)."""
-        key = {"solver": self.solver, "scenario": self.scenario.to_dict(), "seed": self.seed,
+        """Everything that defines a trained model (and its learning curve), the model version
+        included: a run of another model is never reused."""
+        key = {"model": MODEL_VERSION, "solver": self.solver, "scenario": self.scenario.to_dict(), "seed": self.seed,
                "hyper": [list(pair) for pair in self.hyper]}
         if self.learned:
             key.update(episodes=self.episodes, eval_every=self.eval_every, eval_seeds=self.eval_seeds)

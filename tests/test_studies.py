@@ -287,3 +287,11 @@ def test_paper_runs_every_study_into_one_report(tmp_path):
         assert (tmp_path / name / f"{name}.png").is_file()
         assert f"{name}/{name}.png" in report and f"{name}/{name}.md" in report
     assert "A3C beats DQN" in report and "learning rate 0.001 is best" in report
+
+
+def test_the_cache_never_reuses_a_run_of_another_model(tmp_path, monkeypatch):
+    run = runner.Run("bcd", Scenario(devices=4, sbs=1, slots=5), seed=0)
+    cache = runner.RunCache(tmp_path)
+    current = (cache.model(run), cache.result(run))
+    monkeypatch.setattr(runner, "MODEL_VERSION", runner.MODEL_VERSION + 1)
+    assert cache.model(run) != current[0] and cache.result(run) != current[1]
