@@ -92,20 +92,20 @@ def lp_solve_times(devices: int, solves: int, seed: int = 0) -> dict:
 def random_instance(rng: np.random.Generator, devices: int, sbs: int = SBS, randomise: bool = False,
                     V: float = 100.0):
     """An observation (batch of one) from a ``greedy``-driven episode of a random seed at a
-    random slot in [1, 150]; with ``randomise`` its queues and eta are redrawn: Q^l_i uniform in
-    [0, 3 Psi_max], Q^e_j uniform in [0, 30 Mbit], eta uniform in [0, 0.05] J/Mbit (beta (19)
+    random slot in [1, 150]; with ``randomise`` its queues and price eta_hat are redrawn: Q^l_i uniform in
+    [0, 3 Psi_max], Q^e_j uniform in [0, 30 Mbit], eta_hat uniform in [0, 0.05] J/Mbit (beta (19)
     recomputed)."""
     scenario = Scenario(devices=devices, sbs=sbs, V=V)
     greedy_slots = loop_slots(make("greedy", scenario), scenario, int(rng.integers(0, 1_000_000)))
     observation = next(itertools.islice(greedy_slots, int(rng.integers(1, 151)) - 1, None)).next_observation
     if randomise:
-        eta = rng.uniform(0.0, 0.05, size=1) / MBIT
+        scenario = scenario.replace(eta0=float(rng.uniform(0.0, 0.05)))  # the price eta_hat, J/Mbit
         observation = replace(
             observation,
+            scenario=scenario,
             local_queue=rng.uniform(0.0, 3.0, size=(1, devices)) * observation.psi_max[:, None],
             edge_queue=rng.uniform(0.0, 30.0, size=(1, scenario.stations)) * MBIT,
-            eta=eta,
-            beta=perturbation(scenario, eta, observation.psi_max, devices),
+            beta=perturbation(scenario, observation.psi_max, devices),
         )
     return observation
 

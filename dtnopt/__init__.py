@@ -5,7 +5,7 @@ per-slot P2 solver interface. Solvers live in the ``solvers`` package, studies i
 """
 
 from .action import Action, InfeasibleAction, check_feasible, is_feasible, project
-from .config import MBIT, Scenario
+from .config import MBIT, MODEL_VERSION, Scenario
 from .loop import (KPI_NAMES, Episode, NonFiniteSlot, Slot, held_out_seeds, run_episode, run_seeds, slots,
                    validation_seeds)
 from .network import Network
@@ -14,8 +14,8 @@ from .solver import ABLATIONS, Ablation, Solver, fixed_allocation
 from .twin import Observation
 
 __all__ = [
-    "ABLATIONS", "Ablation", "Action", "Episode", "InfeasibleAction", "KPI_NAMES", "MBIT", "Network",
-    "NonFiniteSlot", "Observation", "Scenario", "Slot", "Solver", "available", "check_feasible",
+    "ABLATIONS", "Ablation", "Action", "Episode", "InfeasibleAction", "KPI_NAMES", "MBIT", "MODEL_VERSION",
+    "Network", "NonFiniteSlot", "Observation", "Scenario", "Slot", "Solver", "available", "check_feasible",
     "fixed_allocation", "held_out_seeds", "is_feasible", "make", "project", "register", "run_episode",
     "run_seeds", "slots", "validation_seeds",
 ]

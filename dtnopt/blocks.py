@@ -4,7 +4,7 @@ Write ``s = 1 Mbit``. For device i at station j, P2's variable part is
 
 ``sum_i [V E^l_i + V E^e_i - u_i (D^l_i + D^e_i) + q_i D^e_i] - sum_j Q^e_j Psi_j / s^2``
 
-with the per-bit weights ``u_i = V eta + (Q^l_i - beta_i) / s^2`` (serving a bit) and
+with the per-bit weights ``u_i = V eta_hat + (Q^l_i - beta_i) / s^2`` (serving a bit) and
 ``q_i = Q^e_j / s^2`` (loading the edge buffer). Each rule below minimises this over one block
 with the others fixed, exactly.
 
@@ -25,9 +25,9 @@ from .twin import Observation
 
 
 def service_weight(observation: Observation) -> np.ndarray:
-    """u_i = V eta(t) + (Q^l_i - beta_i) / s^2: P2 cost saved per bit served, (B, N)."""
+    """u_i = V eta_hat + (Q^l_i - beta_i) / s^2: P2 cost saved per bit served, (B, N)."""
     sc = observation.scenario
-    return sc.V * observation.eta[:, None] + (observation.local_queue - observation.beta) / MBIT**2
+    return sc.V * observation.eta_hat + (observation.local_queue - observation.beta) / MBIT**2
 
 
 def edge_weight(observation: Observation) -> np.ndarray:

@@ -16,6 +16,12 @@ import numpy as np
 
 ARRIVAL_LAWS = ("uniform", "poisson", "constant")
 
+MODEL_VERSION = 2
+"""Version of the model: raised on every change to the plant, the P2 cost or the observation,
+so that stored results and checkpoints of another model are never reused (the studies' run
+cache keys every run by it). 2: eta in P2 and beta is the fixed price ``eta0``.
+"""
+
 MBIT = 1e6
 """Bits per Mbit: the unit of queues and served bits in the P2 drift terms (MODEL.md 5)."""
 
@@ -54,7 +60,7 @@ class Scenario:
     # --- Lyapunov loop (13)-(20) ---
     V: float = 100.0  # drift-plus-penalty weight V, Mbit^2/J (eq. 17, 20)
     perturbation: bool = True  # beta_i = V eta + Psi_max (19); False gives beta = 0
-    eta0: float = 0.0  # eta(0), J/Mbit, before any bit was served
+    eta0: float = 0.0  # eta_hat, J/Mbit: the fixed energy price of P2 (20) and beta (19)
     queue_cap: float = 100e6  # a queue above this (bits) flags the episode unstable
     # --- digital twin deviation (Sec. II-A, off by default) ---
     twin_gain_error: float = 0.0  # relative std of the twin's channel-gain estimate

@@ -12,7 +12,7 @@ import numpy as np
 
 from .action import Action, check_feasible, project
 from .config import Scenario
-from .lyapunov import EfficiencyEstimate, p2_cost
+from .lyapunov import RunningEfficiency, p2_cost
 from .plant import Plant
 from .service import Service
 from .twin import DigitalTwin, Observation
@@ -68,7 +68,7 @@ class Network:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         self.plant.reset(seed)
         self.twin.reset(seed)
-        self.efficiency = EfficiencyEstimate(self.scenario, self.batch)
+        self.efficiency = RunningEfficiency(self.scenario, self.batch)
         self.observation = self.twin.observe(self.plant, self.efficiency.eta)
         return self.observation
 

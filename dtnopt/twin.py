@@ -14,7 +14,7 @@ import numpy as np
 
 from .channel import path_gain, spectral_efficiency
 from .config import Scenario
-from .lyapunov import largest_service, perturbation
+from .lyapunov import largest_service, perturbation, price
 from .plant import Plant
 from .topology import by_link, coverage, nearest_covering_station, own_link, squared_distances_by_station
 
@@ -35,13 +35,18 @@ class Observation:
     local_queue: np.ndarray  # Q^l_i(t), bits, (B, N)
     edge_queue: np.ndarray  # Q^e_j(t), bits, (B, M+1)
     arrivals: np.ndarray  # lambda_i(t), bits, (B, N)
-    eta: np.ndarray  # eta(t), J/bit, (B,)
+    eta: np.ndarray  # eta_EE (13) of the slots before t, J/bit, (B,): a KPI, never in the cost
     beta: np.ndarray  # beta_i (19), bits, (B, N)
     psi_max: np.ndarray  # Psi_max of (19), bits, (B,)
 
     @property
     def batch(self) -> int:
         return self.local_queue.shape[0]
+
+    @property
+    def eta_hat(self) -> float:
+        """The fixed energy price of P2 (20) and beta (19), J/bit (``Scenario.eta0``)."""
+        return price(self.scenario)
 
     @property
     def max_power(self) -> float:
@@ -122,6 +127,6 @@ class DigitalTwin:
             edge_queue=plant.edge_queue,
             arrivals=plant.arrivals,
             eta=eta,
-            beta=perturbation(sc, eta, psi_max, sc.devices),
+            beta=perturbation(sc, psi_max, sc.devices),
             psi_max=psi_max,
         )

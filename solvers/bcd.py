@@ -80,7 +80,7 @@ class BCDConfig:
 
 
 def device_costs(observation, action: Action) -> np.ndarray:
-    """(B, N) each device's share of the P2 cost (20): ``V (E_i - eta Psi_i) +
+    """(B, N) each device's share of the P2 cost (20): ``V (E_i - eta_hat Psi_i) +
     [Q^e_j D^e_i - (Q^l_i - beta_i)(Psi_i - lambda_i)] / s^2``. P2 is their sum minus
     ``sum_j Q^e_j Psi_j / s^2``, so with the edge departures fixed a per-device choice between
     two actions that share the coupled blocks lowers P2 device by device."""
@@ -90,7 +90,7 @@ def device_costs(observation, action: Action) -> np.ndarray:
     served = service.served
     drift = edge_weight(observation) * MBIT**2 * service.offload_bits \
         - (observation.local_queue - observation.beta) * (served - observation.arrivals)
-    return sc.V * (energy - observation.eta[:, None] * served) + drift / MBIT**2
+    return sc.V * (energy - observation.eta_hat * served) + drift / MBIT**2
 
 
 class BandwidthLP:

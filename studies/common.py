@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +31,20 @@ from .runner import Run, execute_all, long_table, write_atomically, write_json
 
 class UsageError(Exception):
     """A bad argument: reported on one line, exit code 2."""
+
+
+def writable_directory(path: Path, flag: str) -> Path:
+    """``path`` as a directory this process can write to, created if missing; anything else is a
+    ``UsageError`` naming ``flag``, raised before any work starts."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"argument {flag}: {str(path)!r} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise UsageError(f"argument {flag}: cannot write to {str(path)!r} ({error.strerror or error})") from None
+    return path
 
 
 class StudyParser(argparse.ArgumentParser):
@@ -195,6 +210,9 @@ class Study:
                 raise UsageError(f"argument --solvers: {error}") from None
         args.out = Path(args.out or Path("results") / self.name)
         args.cache = Path(args.cache) if args.cache else args.out / "runs"
+        if not args.plot_only:
+            writable_directory(args.out, "--out")
+            writable_directory(args.cache, "--cache")
 
     def outputs(self, out: Path) -> dict:
         return {kind: out / f"{self.name}.{kind}" for kind in ("csv", "json", "png", "pdf", "md")}

@@ -11,10 +11,12 @@ Seeds: replicate ``k`` trains a learned solver with ``seed=k`` (training episode
 ``HELD_OUT_SEED_BASE``) and evaluates every solver on the held-out episode
 ``HELD_OUT_SEED_BASE + k``, so all solvers of replicate ``k`` face the same episode (paired).
 
-Cache layout (``root``): ``models/STEM.pt`` (checkpoint), ``models/STEM.curve.csv`` (learning
-curve), ``models/STEM.json`` (training record, written last), ``results/STEM.json`` (the KPIs of
-the evaluation episode). ``STEM`` names the solver, N, M and seed and ends in a digest of
-everything that defines the run.
+Cache layout (``root``): ``models/STEM.pt`` (checkpoint), ``models/STEM.json`` (training record
+with the learning curve, written last), ``results/STEM.json`` (the KPIs of the evaluation
+episode). ``STEM`` names the solver, N, M and seed and ends in a digest of everything that
+defines the run, ``dtnopt.MODEL_VERSION`` included. A cache file that cannot be read (truncated,
+empty, not a checkpoint) is reported by name on stderr and redone, never read as data; temporary
+files of runs whose process is gone are removed when a study starts.
 """
 
 from __future__ import annotations
@@ -24,18 +26,16 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dtnopt.config import Scenario
+from dtnopt.config import MODEL_VERSION, Scenario
 from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, mean_kpis, run_episode, validation_seeds
 from dtnopt.registry import make, resolve
-
-CURVE_COLUMNS = ("episode", "slots", "wall_s")
-"""Bookkeeping columns of a learning curve besides the KPIs (learned-solver contract)."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,9 @@ class Run:
         return HELD_OUT_SEED_BASE + self.seed
 
     def training_key(self) -> dict:
-        """Everything that defines a trained model (and its learning curve)."""
-        key = {"solver": self.solver, "scenario": self.scenario.to_dict(), "seed": self.seed,
+        """Everything that defines a trained model (and its learning curve), the model version
+        included: a run of another model is never reused."""
+        key = {"model": MODEL_VERSION, "solver": self.solver, "scenario": self.scenario.to_dict(), "seed": self.seed,
                "hyper": [list(pair) for pair in self.hyper]}
         if self.learned:
             key.update(episodes=self.episodes, eval_every=self.eval_every, eval_seeds=self.eval_seeds)
@@ -94,9 +95,6 @@ class RunCache:
     def model(self, run: Run) -> Path:
         return self.root / "models" / f"{run.stem(run.training_key())}.pt"
 
-    def curve(self, run: Run) -> Path:
-        return self.model(run).with_suffix(".curve.csv")
-
     def training(self, run: Run) -> Path:
         return self.model(run).with_suffix(".json")
 
@@ -107,13 +105,70 @@ class RunCache:
         return self.result(run).is_file()
 
     def read_result(self, run: Run) -> dict:
-        return json.loads(self.result(run).read_text())
+        result = read_json(self.result(run))
+        if not isinstance(result.get("kpi"), dict) or set(result["kpi"]) != set(KPI_NAMES):
+            raise DamagedEntry(self.result(run), "no KPIs")
+        return result
+
+    def read_training(self, run: Run) -> dict:
+        record = read_json(self.training(run))
+        if not isinstance(record.get("curve"), list):
+            raise DamagedEntry(self.training(run), "no learning curve")
+        return record
 
     def read_curve(self, run: Run):
+        """The learning curve of a trained run, from its training record (None if it has none)."""
         import pandas as pd
 
-        path = self.curve(run)
-        return pd.read_csv(path) if path.is_file() and path.stat().st_size > 0 else None
+        rows = self.read_training(run)["curve"]
+        return pd.DataFrame(rows) if rows else None
+
+    def discard(self, damage: "DamagedEntry") -> None:
+        """Remove a damaged file; a checkpoint and its training record go together."""
+        paths = {damage.path}
+        if damage.path.parent.name == "models":
+            paths |= {damage.path.with_suffix(".pt"), damage.path.with_suffix(".json")}
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+    def sweep(self) -> int:
+        """Remove the temporary files (``.NAME.PID.partial`` / ``.tmp``) of processes that are gone."""
+        removed = 0
+        for path in self.root.glob("*/.*.*"):
+            match = re.fullmatch(r"\..+\.(\d+)\.(partial|tmp)", path.name)
+            if match and not _alive(int(match.group(1))):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+class DamagedEntry(Exception):
+    """A cache file that cannot be read as what it should be."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"damaged cache entry {path} ({reason})")
+        self.path = Path(path)
+
+
+def read_json(path: Path) -> dict:
+    """A cache record; a file that is not a JSON object raises ``DamagedEntry`` naming it."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise DamagedEntry(path, f"{type(error).__name__}: {error}") from None
+    if not isinstance(value, dict):
+        raise DamagedEntry(path, "not a JSON object")
+    return value
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_atomically(path: Path, write) -> None:
@@ -150,8 +205,13 @@ def train(run: Run, cache: RunCache, progress: bool):
     solver = make(run.solver, run.scenario, seed=run.seed, **dict(run.hyper))
     record = cache.training(run)
     if record.is_file():
-        info = json.loads(record.read_text())
-        return (None if info.get("error") else solver.load(cache.model(run))), info
+        info = cache.read_training(run)
+        if info.get("error"):
+            return None, info
+        try:
+            return solver.load(cache.model(run)), info
+        except Exception as error:  # whatever a damaged file makes the solver's loader raise
+            raise DamagedEntry(cache.model(run), f"{type(error).__name__}: {error}") from None
     model = cache.model(run)
     model.parent.mkdir(parents=True, exist_ok=True)
     partial = model.with_name(f".{model.name}.{os.getpid()}.partial")
@@ -164,25 +224,36 @@ def train(run: Run, cache: RunCache, progress: bool):
         os.replace(partial, model)
     except ArithmeticError as error:  # training diverged (non-finite loss): an outcome, not a crash
         info = {"run": run.describe(), "key": run.training_key(), "training_s": time.perf_counter() - started,
-                "episodes": run.episodes, "error": f"{type(error).__name__}: {error}"}
+                "episodes": run.episodes, "error": f"{type(error).__name__}: {error}", "curve": []}
         write_json(record, info)
         return None, info
     finally:
         if partial.exists():
             partial.unlink()
-    if curve is not None and len(curve):
-        write_atomically(cache.curve(run), lambda p: curve.to_csv(p, index=False))
+    rows = [] if curve is None else [{name: _finite(value) for name, value in point.items()}
+                                     for point in curve.to_dict("records")]
     episodes = run.episodes
-    if episodes is None and curve is not None and len(curve):
-        episodes = int(curve["episode"].max())
-    info = {"run": run.describe(), "key": run.training_key(), "training_s": training_s, "episodes": episodes}
+    if episodes is None and rows:
+        episodes = int(max(point["episode"] for point in rows))
+    info = {"run": run.describe(), "key": run.training_key(), "training_s": training_s, "episodes": episodes,
+            "curve": rows}
     write_json(record, info)
     return solver, info
 
 
 def execute(run: Run, root: str, progress: bool = False) -> dict:
-    """Do ``run`` unless its result is cached; return its result record."""
+    """Do ``run`` unless its result is cached; return its result record. A damaged cache file
+    on the way is reported on stderr, removed and redone."""
     cache = RunCache(Path(root))
+    while True:
+        try:
+            return _execute(run, cache, progress)
+        except DamagedEntry as damage:
+            print(f"studies: {damage}; redoing it", file=sys.stderr)
+            cache.discard(damage)
+
+
+def _execute(run: Run, cache: RunCache, progress: bool) -> dict:
     if cache.finished(run):
         return cache.read_result(run)
     if run.learned:
@@ -233,15 +304,22 @@ def execute_all(runs: list, root: Path, jobs: int = 1, label: str = "runs") -> P
 
     _single_threaded_torch()
     cache = RunCache(root)
+    if cache.sweep():
+        print(f"studies: removed temporary files of stopped runs from {cache.root}", file=sys.stderr)
     unique = list(dict.fromkeys(runs))
     report = Progress()
     pending = []
     for run in unique:
-        if cache.finished(run):
-            report.results[run] = cache.read_result(run)
-            report.cached += 1
-        else:
+        try:
+            report.results[run] = cache.read_result(run) if cache.finished(run) else None
+        except DamagedEntry as damage:
+            print(f"studies: {damage}; redoing it", file=sys.stderr)
+            cache.discard(damage)
+            report.results[run] = None
+        if report.results[run] is None:
             pending.append(run)
+        else:
+            report.cached += 1
     pending.sort(key=lambda run: not run.learned)
     bar = tqdm(total=len(unique), initial=report.cached, desc=label, unit="run", dynamic_ncols=True)
     try:

@@ -43,14 +43,14 @@ def cost(observation, action) -> float:
 # ----- closed-form blocks against their cvxpy forms -----
 
 def random_blocks(seed):
-    """A busy observation with random V, queues and eta (service weights of both signs)."""
+    """A busy observation with random V, queues and price eta_hat (service weights of both signs)."""
     rng = np.random.default_rng(seed)
     (observation,) = busy_observations(slots=(20,), seed=seed, V_values=(float(rng.choice([10.0, 100.0, 1000.0])),))
-    sc = observation.scenario
-    eta = rng.uniform(0, 0.05, size=1) / MBIT
-    observation = replace(observation, local_queue=rng.uniform(0, 2, (1, sc.devices)) * observation.psi_max[:, None],
-                          edge_queue=rng.uniform(0, 20, (1, sc.stations)) * MBIT, eta=eta,
-                          beta=perturbation(sc, eta, observation.psi_max, sc.devices))
+    sc = observation.scenario.replace(eta0=float(rng.uniform(0, 0.05)))  # the price eta_hat, J/Mbit
+    observation = replace(observation, scenario=sc,
+                          local_queue=rng.uniform(0, 2, (1, sc.devices)) * observation.psi_max[:, None],
+                          edge_queue=rng.uniform(0, 20, (1, sc.stations)) * MBIT,
+                          beta=perturbation(sc, observation.psi_max, sc.devices))
     return rng, observation
 
 
@@ -162,7 +162,7 @@ def test_queue_split_matches_cvxpy(seed):
     # CPU (a block test: f^e is given): offloading pays, the queue binds, and blocks 3-4 alone
     # cannot move (no room to offload, and local computing is worth keeping).
     observation = replace(observation, local_queue=rng.uniform(0.3, 1.0, (1, sc.devices)) * sc.local_capacity_bits,
-                          beta=0.0 * observation.beta, eta=0.0 * observation.eta, edge_queue=0.0 * observation.edge_queue)
+                          beta=0.0 * observation.beta, edge_queue=0.0 * observation.edge_queue)
     share = rng.uniform(0.05, 0.5, (1, sc.devices))
     start = replace(fixed_allocation(sc, observation.association), bandwidth_share=share, power=0.0 * share,
                     edge_cpu=sc.station_cpu[observation.association] / 2.0)

@@ -204,10 +204,11 @@ def test_p2_cost_equals_its_formula(scenario, seed):
         np.testing.assert_allclose(observation.eta, eta, rtol=1e-12)  # running estimate of (13)
         result = network.step(wild_action(rng, scenario, 2), check=False)
         service = result.service
+        price = scenario.eta0 / MBIT  # eta_hat, J/bit: fixed, whatever was spent so far
         for b in range(2):
             psi = observation.psi_max[b]
-            beta = scenario.V * eta[b] * MBIT + psi / MBIT if scenario.perturbation else 0.0  # Mbit (19)
-            cost = scenario.V * (service.energy[b] - eta[b] * service.served[b].sum())
+            beta = scenario.V * price * MBIT + psi / MBIT if scenario.perturbation else 0.0  # Mbit (19)
+            cost = scenario.V * (service.energy[b] - price * service.served[b].sum())
             for j in range(scenario.stations):
                 cost += observation.edge_queue[b, j] / MBIT * (
                     service.offload_per_station[b, j] - service.edge_departure[b, j]) / MBIT
@@ -220,7 +221,7 @@ def test_p2_cost_equals_its_formula(scenario, seed):
         served_sum += service.served.sum(axis=1)
 
 
-def test_beta_is_v_eta_plus_psi_max_or_zero():
+def test_beta_is_v_eta_hat_plus_psi_max_or_zero():
     scenario = Scenario(devices=4, sbs=1, V=50.0, eta0=0.02)
     observation = Network(scenario, 2).reset(0)
     np.testing.assert_allclose(observation.beta, (50.0 * 0.02 * MBIT + observation.psi_max)[:, None].repeat(4, 1))

@@ -7,6 +7,7 @@ without the real A3C/DQN budgets."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -287,3 +288,71 @@ def test_paper_runs_every_study_into_one_report(tmp_path):
         assert (tmp_path / name / f"{name}.png").is_file()
         assert f"{name}/{name}.png" in report and f"{name}/{name}.md" in report
     assert "A3C beats DQN" in report and "learning rate 0.001 is best" in report
+
+
+def test_the_cache_never_reuses_a_run_of_another_model(tmp_path, monkeypatch):
+    run = runner.Run("bcd", Scenario(devices=4, sbs=1, slots=5), seed=0)
+    cache = runner.RunCache(tmp_path)
+    current = (cache.model(run), cache.result(run))
+    monkeypatch.setattr(runner, "MODEL_VERSION", runner.MODEL_VERSION + 1)
+    assert cache.model(run) != current[0] and cache.result(run) != current[1]
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not an object"])
+def test_a_damaged_result_is_reported_by_name_and_redone(tmp_path, episode_counter, capsys, damage):
+    assert _ablation(tmp_path) == 0
+    first = pd.read_csv(tmp_path / "ablation.csv")
+    result = sorted((tmp_path / "runs" / "results").glob("greedy_*"))[0]
+    text = result.read_text()
+    result.write_text({"empty": "", "truncated": text[: len(text) // 2], "not an object": "[1, 2]"}[damage])
+    capsys.readouterr()
+    assert _ablation(tmp_path) == 0
+    captured = capsys.readouterr()
+    assert f"damaged cache entry {result}" in captured.err and "1 runs executed, 11 from the cache" in captured.out
+    timed = first["metric"] == "decision_ms"
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ablation.csv")[~timed], first[~timed])
+
+
+@pytest.mark.parametrize("damaged", ["checkpoint", "record"])
+def test_a_damaged_model_is_reported_by_name_and_retrained(tmp_path, episode_counter, capsys, damaged):
+    assert _ablation(tmp_path) == 0
+    first = pd.read_csv(tmp_path / "ablation.csv")
+    model = sorted((tmp_path / "runs" / "models").glob("linear-test-no-cpu_*.pt"))[0]
+    path = model if damaged == "checkpoint" else model.with_suffix(".json")
+    path.write_bytes(path.read_bytes()[:40])
+    for result in (tmp_path / "runs" / "results").glob("linear-test-no-cpu_*"):
+        result.unlink()  # the evaluation of that model is redone, and needs the model
+    fits = LinearSearchSolver.fits
+    capsys.readouterr()
+    assert _ablation(tmp_path) == 0
+    assert f"damaged cache entry {path}" in capsys.readouterr().err
+    assert LinearSearchSolver.fits == fits + 1  # the damaged model only
+    curves = first["phase"] == "train"
+    again = pd.read_csv(tmp_path / "ablation.csv")
+    pd.testing.assert_frame_equal(again[curves & (again["metric"] != "decision_ms")].reset_index(drop=True),
+                                  first[curves & (first["metric"] != "decision_ms")].reset_index(drop=True),
+                                  check_dtype=False)
+
+
+def test_temporary_files_of_stopped_runs_are_removed(tmp_path):
+    models = tmp_path / "runs" / "models"
+    models.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = [models / f".x.pt.{int(dead.stdout)}.partial", models / f".x.json.{int(dead.stdout)}.tmp"]
+    live = models / f".y.pt.{os.getpid()}.partial"
+    for path in (*stale, live):
+        path.write_text("partial")
+    assert ablation.STUDY.main(["--solvers", "greedy", "--devices", "4", *TINY, "--out", str(tmp_path)]) == 0
+    assert not any(path.exists() for path in stale) and live.exists()
+
+
+@pytest.mark.parametrize("flag", ["--out", "--cache"])
+def test_an_output_that_cannot_be_a_directory_exits_2_before_any_run(tmp_path, capsys, episode_counter, flag):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    argv = ["--solvers", "greedy", "--devices", "4", *TINY, "--out", str(tmp_path / "out")]
+    for place in (blocker, blocker / "below"):
+        assert ablation.STUDY.main([*argv, flag, str(place)]) == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and flag in error and str(place) in error
+    assert not episode_counter
