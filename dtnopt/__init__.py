@@ -8,14 +8,14 @@ from .action import Action, InfeasibleAction, check_feasible, is_feasible, proje
 from .config import MBIT, MODEL_VERSION, Scenario
 from .loop import (KPI_NAMES, Episode, NonFiniteSlot, Slot, held_out_seeds, run_episode, run_seeds, slots,
                    validation_seeds)
-from .network import Network
+from .environments import Environments
 from .registry import available, make, register
 from .solver import ABLATIONS, Ablation, Solver, fixed_allocation
 from .twin import Observation
 
 __all__ = [
     "ABLATIONS", "Ablation", "Action", "Episode", "InfeasibleAction", "KPI_NAMES", "MBIT", "MODEL_VERSION",
-    "Network", "NonFiniteSlot", "Observation", "Scenario", "Slot", "Solver", "available", "check_feasible",
+    "Environments", "NonFiniteSlot", "Observation", "Scenario", "Slot", "Solver", "available", "check_feasible",
     "fixed_allocation", "held_out_seeds", "is_feasible", "make", "project", "register", "run_episode",
     "run_seeds", "slots", "validation_seeds",
 ]

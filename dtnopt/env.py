@@ -1,4 +1,4 @@
-"""Gymnasium environment over the DTN model: the same ``Network`` and P2 cost (20) the Lyapunov
+"""Gymnasium environment over the DTN model: the same ``Environments`` and P2 cost (20) the Lyapunov
 loop evaluates, so RL solvers and outside RL libraries train on exactly that model.
 
 - observation: ``dtnopt.features.observation_features`` of the twin's state s(t) (21), a float32
@@ -31,7 +31,7 @@ from gymnasium import spaces
 from .config import MBIT, Scenario
 from .features import action_from_unit, action_size, observation_features, observation_size
 from .loop import HELD_OUT_SEED_BASE
-from .network import Network
+from .environments import Environments
 
 ENV_ID = "dtnopt/DTN-v0"
 
@@ -48,7 +48,7 @@ class DTNEnv(gymnasium.Env):
         if not isinstance(scenario, Scenario):
             raise ValueError(f"scenario must be a dtnopt.Scenario, got {type(scenario).__name__}")
         self.scenario = scenario.replace(**overrides) if overrides else scenario
-        self.network = Network(self.scenario, batch=1)
+        self.environments = Environments(self.scenario, batch=1)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(observation_size(self.scenario),),
                                             dtype=np.float32)
         self.action_space = spaces.Box(0.0, 1.0, shape=(action_size(self.scenario),), dtype=np.float32)
@@ -60,7 +60,7 @@ class DTNEnv(gymnasium.Env):
             raise ValueError(f"options: DTNEnv takes no reset options, got {sorted(options)}")
         super().reset(seed=seed)
         episode_seed = seed if seed is not None else int(self.np_random.integers(HELD_OUT_SEED_BASE))
-        observation = self.network.reset(episode_seed)
+        observation = self.environments.reset(episode_seed)
         self._started, self._terminated = True, False
         return observation_features(observation)[0], {"slot": 0, "episode_seed": episode_seed}
 
@@ -71,14 +71,14 @@ class DTNEnv(gymnasium.Env):
             raise RuntimeError("call reset() before step()")
         if self._terminated:
             raise RuntimeError("the episode was terminated by a non-finite cost, energy or served bits: call reset()")
-        if self.network.done:
+        if self.environments.done:
             raise RuntimeError(f"the episode ended after {self.scenario.slots} slots: call reset()")
         unit = np.asarray(action, dtype=float)
         if unit.shape != self.action_space.shape:
             raise ValueError(f"action must have shape {self.action_space.shape} with entries in [0, 1], "
                              f"got shape {unit.shape}")
-        observation = self.network.observation
-        result = self.network.step(action_from_unit(observation, unit[None, :]), check=True, who="DTNEnv")
+        observation = self.environments.observation
+        result = self.environments.step(action_from_unit(observation, unit[None, :]), check=True, who="DTNEnv")
         cost = float(result.cost[0])
         info = {
             "slot": observation.slot,
@@ -95,8 +95,8 @@ class DTNEnv(gymnasium.Env):
             self._terminated = True
             info["non_finite"] = tuple(non_finite)
             return observation_features(observation)[0], 0.0, True, False, info
-        truncated = self.network.done
-        return observation_features(self.network.observation)[0], -cost, False, truncated, info
+        truncated = self.environments.done
+        return observation_features(self.environments.observation)[0], -cost, False, truncated, info
 
 
 if ENV_ID not in gymnasium.registry:

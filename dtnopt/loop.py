@@ -17,7 +17,7 @@ import numpy as np
 
 from .action import Action
 from .config import MBIT, Scenario
-from .network import Network, SlotResult
+from .environments import Environments, SlotResult
 from .twin import Observation
 
 KPI_NAMES = (
@@ -92,24 +92,24 @@ def slots(solver, scenario: Scenario | None = None, seed: int | None = None, bat
     breaking off)."""
     scenario = scenario or solver.scenario
     seed = scenario.seed if seed is None else seed
-    network = Network(scenario, batch)
-    observation = network.reset(seed)
+    environments = Environments(scenario, batch)
+    observation = environments.reset(seed)
     solver.reset(seed)
-    return _slots(solver, network, observation, check)
+    return _slots(solver, environments, observation, check)
 
 
-def _slots(solver, network: Network, observation: Observation, check: bool) -> Iterator[Slot]:
+def _slots(solver, environments: Environments, observation: Observation, check: bool) -> Iterator[Slot]:
     who = f"solver {solver.label!r}"
-    for index in range(network.scenario.slots):
+    for index in range(environments.scenario.slots):
         started, started_cpu = time.perf_counter(), time.process_time()
         action = solver.act(observation)
         decision_s, decision_cpu_s = time.perf_counter() - started, time.process_time() - started_cpu
-        result = network.step(action, check=check, who=who)
+        result = environments.step(action, check=check, who=who)
         non_finite = result.non_finite()
         if non_finite:
             raise NonFiniteSlot(who, index, non_finite)
-        yield Slot(index, observation, action, decision_s, decision_cpu_s, result, network.observation)
-        observation = network.observation
+        yield Slot(index, observation, action, decision_s, decision_cpu_s, result, environments.observation)
+        observation = environments.observation
 
 
 def run_episode(solver, scenario: Scenario | None = None, seed: int | None = None, batch: int = 1,

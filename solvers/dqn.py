@@ -52,7 +52,7 @@ from dtnopt.features import (DEVICE_ACTIONS, gated_unit_action, observation_feat
                              unit_from_action)
 from dtnopt.learned import LearnedSolver, TrainingRun, mlp_parameters
 from dtnopt.loop import HELD_OUT_SEED_BASE
-from dtnopt.network import Network
+from dtnopt.environments import Environments
 from dtnopt.registry import register
 from dtnopt.solver import check_flags, check_ranges, fixed_allocation
 
@@ -86,7 +86,7 @@ class DQNConfig:
     episodes: int = 1600
     """Default training budget, in environment episodes of T slots."""
     envs: int = 32
-    """Environments stepped together (Network batch); 32 gave a smoother curve than 16."""
+    """Environments stepped together (one ``Environments`` batch); 32 gave a smoother curve than 16."""
     buffer_size: int = 200_000
     """Replay buffer capacity, transitions."""
     batch_size: int = 256
@@ -255,17 +255,17 @@ class DQNSolver(LearnedSolver):
 
         while done_episodes < episodes:
             batch = min(cfg.envs, episodes - done_episodes)
-            network = Network(sc, batch)
-            observation = network.reset(int(rng.integers(0, HELD_OUT_SEED_BASE)))
+            environments = Environments(sc, batch)
+            observation = environments.reset(int(rng.integers(0, HELD_OUT_SEED_BASE)))
             features = observation_features(observation)
             for slot in range(sc.slots):
                 epsilon = cfg.epsilon_end + (cfg.epsilon_start - cfg.epsilon_end) * max(0.0, 1.0 - slots_seen / decay_slots)
                 levels = self.greedy_levels(features)
                 explore = rng.random(levels.shape) < epsilon
                 levels = np.where(explore, rng.integers(0, cfg.levels, size=levels.shape), levels)
-                result = network.step(self.action_from_levels(observation, levels), check=False)
+                result = environments.step(self.action_from_levels(observation, levels), check=False)
                 reward = -result.cost * cfg.reward_scale / sc.devices - cfg.unstable_penalty * result.unstable
-                observation = network.observation
+                observation = environments.observation
                 next_features = observation_features(observation)
                 buffer.add(features, levels, reward, next_features, float(slot == sc.slots - 1))
                 features = next_features

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from dtnopt import Action, Network, Scenario
+from dtnopt import Action, Environments, Scenario
 
 # Deterministic (derandomized, no example database) and without per-example deadlines: the suite
 # must give the same verdict on every run and on a loaded machine.
@@ -25,12 +25,12 @@ def observe(scenario: Scenario = SMALL, batch: int = 2, seed: int = 3, slots: in
     returns ``(network, observation)``."""
     from dtnopt import fixed_allocation
 
-    network = Network(scenario, batch)
-    observation = network.reset(seed)
+    environments = Environments(scenario, batch)
+    observation = environments.reset(seed)
     for _ in range(slots):
-        network.step(fixed_allocation(scenario, observation.association))
-        observation = network.observation
-    return network, observation
+        environments.step(fixed_allocation(scenario, observation.association))
+        observation = environments.observation
+    return environments, observation
 
 
 @st.composite

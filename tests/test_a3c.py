@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dtnopt import (KPI_NAMES, Network, Scenario, held_out_seeds, is_feasible, make, run_episode, run_seeds,
+from dtnopt import (KPI_NAMES, Environments, Scenario, held_out_seeds, is_feasible, make, run_episode, run_seeds,
                     validation_seeds)
 from dtnopt.features import (DEVICE_ACTIONS, IDLE_ENTRIES, action_size, device_feature_size, observation_features,
                              station_leaders)
@@ -49,8 +49,8 @@ def test_networks_have_the_papers_depth_and_width(actor):
     model = make("a3c", SMALL, actor=actor).model
     networks = [model.critic, *(module for module in model.actor.modules() if isinstance(module, torch.nn.Sequential))]
     assert len(networks) == (2 if actor == "mlp" else 3)
-    for network in networks:
-        hidden = [layer for layer in network if isinstance(layer, torch.nn.Linear)][:-1]
+    for environments in networks:
+        hidden = [layer for layer in environments if isinstance(layer, torch.nn.Linear)][:-1]
         assert [layer.out_features for layer in hidden] == [128, 128, 128]
     assert make("a3c", SMALL).config.learning_rate == 1e-3
 
@@ -62,7 +62,7 @@ def test_learning_rate_is_annealed_linearly_to_zero_by_default():
 def test_station_context_is_the_mean_and_max_over_each_devices_station():
     scenario = Scenario(devices=6, sbs=2)
     actor = make("a3c", scenario, actor="station", hidden_size=16).model.actor
-    observation = Network(scenario, batch=2).reset(3)
+    observation = Environments(scenario, batch=2).reset(3)
     width = device_feature_size(scenario)
     own = torch.from_numpy(observation_features(observation))[:, : 6 * width].reshape(2, 6, width)
     mean, peak = actor._station_context(own)
@@ -79,7 +79,7 @@ def test_device_actor_is_shared_by_the_devices():
     solver = make("a3c", SMALL, hidden_size=16)
     torch.nn.init.normal_(solver.model.actor.heads()[0].weight)  # not the near-constant start
     torch.nn.init.normal_(solver.model.actor.heads()[1].weight)
-    observation = Network(SMALL, batch=2).reset(4)
+    observation = Environments(SMALL, batch=2).reset(4)
     features = torch.from_numpy(observation_features(observation))
     width, devices = device_feature_size(SMALL), SMALL.devices
     order = torch.tensor([2, 0, 3, 1])
@@ -100,7 +100,7 @@ def test_numpy_decision_path_is_the_torch_actor_and_follows_its_weights(actor):
     the weights change in place (an optimizer step, ``load_state_dict``)."""
     scenario = Scenario(devices=6, sbs=2)
     solver = make("a3c", scenario, actor=actor, hidden_size=16)
-    features = observation_features(Network(scenario, batch=3).reset(2))
+    features = observation_features(Environments(scenario, batch=3).reset(2))
     for _ in range(2):
         for parameter in solver.model.actor.parameters():
             with torch.no_grad():
@@ -116,19 +116,19 @@ def test_numpy_decision_path_is_the_torch_actor_and_follows_its_weights(actor):
 
 
 def test_cost_parts_sum_to_the_p2_cost():
-    network = Network(SMALL, batch=3)
-    observation = network.reset(5)
+    environments = Environments(SMALL, batch=3)
+    observation = environments.reset(5)
     solver = make("random", SMALL)
     for _ in range(8):
-        result = network.step(solver.decide(observation))
+        result = environments.step(solver.decide(observation))
         device, station = p2_cost_terms(SMALL, result.observation, result.service)
         np.testing.assert_allclose(device.sum(1) + station.sum(1), result.cost, rtol=1e-9, atol=1e-9)
-        observation = network.observation
+        observation = environments.observation
 
 
 def test_credit_follows_the_cost_parts_each_entry_changes():
     scenario = Scenario(devices=3, sbs=1)
-    observation = Network(scenario).reset(0)
+    observation = Environments(scenario).reset(0)
     observation.association = np.array([[0, 1, 1]])
     advantage = np.array([[1.0, 10.0, 100.0, 1000.0, 10000.0]])  # devices 0-2, stations 0-1
     per_entry = credit(observation, advantage, scenario)
@@ -145,7 +145,7 @@ def test_credit_follows_the_cost_parts_each_entry_changes():
 @pytest.mark.parametrize("offloaders", [0, 1])
 def test_externality_is_the_cost_a_device_puts_on_the_others_by_claiming_its_station(offloaders):
     scenario = Scenario(devices=5, sbs=1)
-    observation = Network(scenario, batch=2).reset(7)
+    observation = Environments(scenario, batch=2).reset(7)
     rng = np.random.default_rng(0)
     unit = rng.uniform(0.0, 1.0, (2, action_size(scenario)))
     power = DEVICE_ACTIONS.index("power")
@@ -181,7 +181,7 @@ def test_counterfactual_credit_is_the_default_and_trains():
 
 def test_gate_gives_a_silent_device_no_band_and_no_edge_cpu():
     scenario = Scenario(devices=3, sbs=0)  # all three at the MBS
-    observation = Network(scenario).reset(0)
+    observation = Environments(scenario).reset(0)
     unit = np.full((1, action_size(scenario)), 0.5)
     unit[0, DEVICE_ACTIONS.index("power")] = 0.0  # device 0 does not transmit
     gated = gated_action(observation, unit)
@@ -200,7 +200,7 @@ def test_one_device_per_station_sends_by_default_the_one_of_largest_claim():
     with pytest.raises(ValueError, match="offloaders_per_station .*set offloaders_per_station=0"):
         A3CConfig(gate_idle=False)
     scenario = Scenario(devices=3, sbs=0)  # all three at the MBS
-    observation = Network(scenario).reset(0)
+    observation = Environments(scenario).reset(0)
     unit = np.full((1, action_size(scenario)), 0.5)
     per_device = unit[0, :12].reshape(3, 4)
     per_device[:, DEVICE_ACTIONS.index("bandwidth_share")] = [0.9, 0.5, 0.6]
@@ -282,7 +282,7 @@ def test_checkpoint_round_trip_and_scenario_check(tmp_path):
     restored = make("a3c-no-cpu", SMALL).load(path)
     assert restored.config == solver.config
     assert restored.curve.equals(solver.curve)
-    observation = Network(SMALL, batch=2).reset(11)
+    observation = Environments(SMALL, batch=2).reset(11)
     first, second = solver.decide(observation), restored.decide(observation)
     for name in ("bandwidth_share", "power", "local_cpu", "edge_cpu", "edge_departure"):
         np.testing.assert_array_equal(getattr(first, name), getattr(second, name))

@@ -290,7 +290,7 @@ def test_rebuild_gives_the_same_decision():
 @settings(max_examples=12)
 @given(scenarios(slots=8))
 def test_feasible_on_random_scenarios(scenario):
-    network, observation = observe(scenario, batch=2, seed=scenario.seed % 1000, slots=4)
+    environments, observation = observe(scenario, batch=2, seed=scenario.seed % 1000, slots=4)
     solver = make("bcd", scenario)
     action = solver.act(observation)
     check_feasible(scenario, action, observation.association)

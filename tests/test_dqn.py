@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dtnopt import KPI_NAMES, Network, Scenario, check_feasible, fixed_allocation, make, run_seeds
+from dtnopt import KPI_NAMES, Environments, Scenario, check_feasible, fixed_allocation, make, run_seeds
 from dtnopt.cli import main
 from dtnopt.features import action_size
 from solvers.dqn import DQNConfig, DQNSolver
@@ -15,8 +15,8 @@ QUICK = {"envs": 2, "learning_starts": 64, "batch_size": 32, "hidden": 32, "targ
 
 
 def observation(scenario=SMALL, batch=3, seed=5):
-    network = Network(scenario, batch)
-    return network.reset(seed)
+    environments = Environments(scenario, batch)
+    return environments.reset(seed)
 
 
 @pytest.mark.parametrize("name", ["dqn", "dqn-no-cpu", "dqn-no-radio"])

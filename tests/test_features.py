@@ -4,7 +4,7 @@ loop against its numpy composition; feasibility)."""
 import numpy as np
 import pytest
 
-from dtnopt import Network, Scenario, is_feasible
+from dtnopt import Environments, Scenario, is_feasible
 from dtnopt.config import MBIT
 from dtnopt.action import ACTION_BLOCKS
 from dtnopt.features import (action_from_unit, action_size, device_feature_size, gate_unit, gated_unit_action,
@@ -15,12 +15,12 @@ SCENARIO = Scenario(devices=6, sbs=2)
 
 def busy_observation(batch=3, seed=0, slots=4):
     """An observation with non-empty queues (a few slots of doing nothing)."""
-    network = Network(SCENARIO, batch)
-    network.reset(seed)
-    idle = action_from_unit(network.observation, np.zeros((batch, action_size(SCENARIO))))
+    environments = Environments(SCENARIO, batch)
+    environments.reset(seed)
+    idle = action_from_unit(environments.observation, np.zeros((batch, action_size(SCENARIO))))
     for _ in range(slots):
-        network.step(idle)
-    return network.observation
+        environments.step(idle)
+    return environments.observation
 
 
 @pytest.mark.parametrize("slots", [6, 20])  # local queues below beta after 6 idle slots, above after 20
@@ -54,8 +54,8 @@ def test_compiled_gated_map_has_the_bits_of_gate_then_map(scenario, batch):
     unit vectors with entries out of the box, zeros, ties and NaN, in float64 and float32: equal
     bit for bit."""
     rng = np.random.default_rng(5)
-    network = Network(scenario, batch)
-    observation = network.reset(4)
+    environments = Environments(scenario, batch)
+    observation = environments.reset(4)
     size = action_size(scenario)
     for _ in range(8):
         vectors = [rng.normal(0.3, 0.6, (batch, size)), np.round(rng.random((batch, size)), 1),
@@ -69,8 +69,8 @@ def test_compiled_gated_map_has_the_bits_of_gate_then_map(scenario, batch):
                 got = gated_unit_action(observation, unit, gate, int(one_sender))
                 for name in ACTION_BLOCKS:
                     np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
-        network.step(action_from_unit(observation, rng.random((batch, size))))
-        observation = network.observation
+        environments.step(action_from_unit(observation, rng.random((batch, size))))
+        observation = environments.observation
 
 
 def test_random_vectors_map_onto_feasible_actions():

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from dtnopt import Network, Scenario, fixed_allocation, make
+from dtnopt import Environments, Scenario, fixed_allocation, make
 from dtnopt.learned import CHECKPOINT_FORMAT, CURVE_COLUMNS, LearnedSolver, mlp_parameters
 
 SMALL = Scenario(devices=4, sbs=1, slots=20)
@@ -55,7 +55,7 @@ def test_checkpoint_holds_the_one_format(checkpoint, name):
     assert list(saved["curve"]) == list(CURVE_COLUMNS)
     restored = make(name, SMALL).load(path)
     assert restored.config == solver.config
-    assert actions_equal(restored, solver, Network(SMALL, batch=2).reset(3))
+    assert actions_equal(restored, solver, Environments(SMALL, batch=2).reset(3))
 
 
 def _truncated(path):

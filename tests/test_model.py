@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dtnopt import MBIT, Action, Network, Scenario, fixed_allocation, project
+from dtnopt import MBIT, Action, Environments, Scenario, fixed_allocation, project
 from dtnopt.lyapunov import p2_cost
 from dtnopt.service import serve
 from dtnopt.topology import station_positions
@@ -22,11 +22,11 @@ from conftest import scenarios, wild_action
 def advance(scenario: Scenario, batch: int, seed: int, slots: int):
     """A network after ``slots`` slots of random projected actions (non-trivial queues)."""
     rng = np.random.default_rng(seed)
-    network = Network(scenario, batch)
-    network.reset(seed)
+    environments = Environments(scenario, batch)
+    environments.reset(seed)
     for _ in range(slots):
-        network.step(wild_action(rng, scenario, batch), check=False)
-    return network, rng
+        environments.step(wild_action(rng, scenario, batch), check=False)
+    return environments, rng
 
 
 # --- topology: association and mobility (MODEL.md 1) ---
@@ -34,8 +34,8 @@ def advance(scenario: Scenario, batch: int, seed: int, slots: int):
 @settings(max_examples=25)
 @given(scenarios(), st.integers(0, 5))
 def test_association_is_the_nearest_covering_sbs_else_the_mbs(scenario, slots):
-    network, _ = advance(scenario, 2, scenario.seed % 1000, slots)
-    plant = network.plant
+    environments, _ = advance(scenario, 2, scenario.seed % 1000, slots)
+    plant = environments.plant
     stations = station_positions(scenario)
     for b in range(2):
         for i in range(scenario.devices):
@@ -58,12 +58,12 @@ def test_stations_are_the_mbs_at_the_centre_and_sbss_on_the_ring():
 @given(scenarios(devices=20), st.floats(0.0, 1e3))
 def test_mobility_stays_inside_the_area_and_moves_at_most_speed_tau(scenario, speed):
     scenario = scenario.replace(speed_max=speed)
-    network = Network(scenario)
-    network.reset(scenario.seed)
-    plant = network.plant
+    environments = Environments(scenario)
+    environments.reset(scenario.seed)
+    plant = environments.plant
     for _ in range(10):
         before = plant.position
-        network.step(fixed_allocation(scenario, network.observation.association))
+        environments.step(fixed_allocation(scenario, environments.observation.association))
         assert np.all((plant.position >= 0.0) & (plant.position <= scenario.area))
         if speed * scenario.tau <= scenario.area:  # one reflection at most: the step is no longer
             assert np.all(np.hypot(*(plant.position - before).T) <= speed * scenario.tau * (1 + 1e-9) + 1e-9)
@@ -71,11 +71,11 @@ def test_mobility_stays_inside_the_area_and_moves_at_most_speed_tau(scenario, sp
 
 def test_mobility_reflects_even_steps_much_longer_than_the_area():
     scenario = Scenario(area=1.0, speed_max=1000.0, tau=10.0, devices=50)
-    network = Network(scenario)
-    network.reset(0)
+    environments = Environments(scenario)
+    environments.reset(0)
     for _ in range(5):
-        network.step(fixed_allocation(scenario, network.observation.association))
-        assert np.all((network.plant.position >= 0.0) & (network.plant.position <= 1.0))
+        environments.step(fixed_allocation(scenario, environments.observation.association))
+        assert np.all((environments.plant.position >= 0.0) & (environments.plant.position <= 1.0))
 
 
 # --- channel, service, queues and energy (MODEL.md 2-4) ---
@@ -105,8 +105,8 @@ def expected_service(scenario: Scenario, action: Action, local_queue, edge_queue
 @settings(max_examples=80)
 @given(scenarios(), st.integers(0, 6))
 def test_service_rates_and_energy_follow_the_model(scenario, slots):
-    network, rng = advance(scenario, 2, scenario.seed % 997, slots)
-    plant = network.plant
+    environments, rng = advance(scenario, 2, scenario.seed % 997, slots)
+    plant = environments.plant
     action = project(scenario, wild_action(rng, scenario, 2), plant.association)
     service = serve(scenario, action, plant.local_queue, plant.edge_queue, plant.association, plant.gain)
     local, offload, e_local, e_offload, departures = expected_service(
@@ -132,19 +132,19 @@ def test_service_rates_and_energy_follow_the_model(scenario, slots):
 
 def test_nothing_is_served_and_no_energy_spent_on_empty_queues():
     scenario = Scenario(devices=5, sbs=2)
-    network = Network(scenario, 3)
-    observation = network.reset(1)
+    environments = Environments(scenario, 3)
+    observation = environments.reset(1)
     assert np.all(observation.local_queue == 0) and np.all(observation.edge_queue == 0)
-    result = network.step(fixed_allocation(scenario, observation.association))  # everything at full blast
+    result = environments.step(fixed_allocation(scenario, observation.association))  # everything at full blast
     assert np.all(result.service.served == 0) and np.all(result.service.edge_departure == 0)
     assert np.all(result.service.energy == 0)
 
 
 def test_rayleigh_fading_has_unit_mean_power_on_top_of_the_path_loss():
     scenario = Scenario(devices=500, sbs=3)
-    network = Network(scenario, 40)
-    network.reset(4)
-    plant = network.plant
+    environments = Environments(scenario, 40)
+    environments.reset(4)
+    plant = environments.plant
     fading = plant.link_gain * np.maximum(plant.distance, 1.0) ** scenario.path_loss_exponent
     assert fading.mean() == pytest.approx(1.0, abs=0.02)  # Exp(1): mean 1 and variance 1
     assert fading.var() == pytest.approx(1.0, abs=0.05)
@@ -155,13 +155,13 @@ def test_rayleigh_fading_has_unit_mean_power_on_top_of_the_path_loss():
 @given(scenarios(), st.integers(0, 2**16))
 def test_queues_follow_5_and_6_and_never_go_negative(scenario, seed):
     rng = np.random.default_rng(seed)
-    network = Network(scenario, 2)
-    network.reset(seed)
-    plant = network.plant
+    environments = Environments(scenario, 2)
+    environments.reset(seed)
+    plant = environments.plant
     for _ in range(8):
         local_queue, edge_queue, arrivals = plant.local_queue, plant.edge_queue, plant.arrivals
         association = plant.association
-        result = network.step(wild_action(rng, scenario, 2), check=False)
+        result = environments.step(wild_action(rng, scenario, 2), check=False)
         service = result.service
         np.testing.assert_allclose(plant.local_queue, np.maximum(local_queue - service.served, 0) + arrivals)
         expected_edge = edge_queue - service.edge_departure
@@ -176,9 +176,9 @@ def test_queues_follow_5_and_6_and_never_go_negative(scenario, seed):
 @pytest.mark.parametrize("law", ["uniform", "poisson", "constant"])
 def test_arrivals_have_the_configured_mean_and_support(law):
     scenario = Scenario(devices=200, arrival_law=law, arrival_mean=2e6, packet_bits=1e5)
-    network = Network(scenario, 50)
-    network.reset(2)
-    arrivals = network.plant.arrivals
+    environments = Environments(scenario, 50)
+    environments.reset(2)
+    arrivals = environments.plant.arrivals
     assert arrivals.mean() == pytest.approx(2e6, rel=0.02)
     assert np.all(arrivals >= 0)
     if law == "uniform":
@@ -195,14 +195,14 @@ def test_arrivals_have_the_configured_mean_and_support(law):
 @given(scenarios(), st.integers(0, 2**16))
 def test_p2_cost_equals_its_formula(scenario, seed):
     rng = np.random.default_rng(seed)
-    network = Network(scenario, 2)
-    network.reset(seed)
+    environments = Environments(scenario, 2)
+    environments.reset(seed)
     energy_sum, served_sum = np.zeros(2), np.zeros(2)
     for _ in range(4):
-        observation = network.observation
+        observation = environments.observation
         eta = np.where(served_sum > 0, energy_sum / np.where(served_sum > 0, served_sum, 1), scenario.eta0 / MBIT)
         np.testing.assert_allclose(observation.eta, eta, rtol=1e-12)  # running estimate of (13)
-        result = network.step(wild_action(rng, scenario, 2), check=False)
+        result = environments.step(wild_action(rng, scenario, 2), check=False)
         service = result.service
         price = scenario.eta0 / MBIT  # eta_hat, J/bit: fixed, whatever was spent so far
         for b in range(2):
@@ -223,11 +223,11 @@ def test_p2_cost_equals_its_formula(scenario, seed):
 
 def test_beta_is_v_eta_hat_plus_psi_max_or_zero():
     scenario = Scenario(devices=4, sbs=1, V=50.0, eta0=0.02)
-    observation = Network(scenario, 2).reset(0)
+    observation = Environments(scenario, 2).reset(0)
     np.testing.assert_allclose(observation.beta, (50.0 * 0.02 * MBIT + observation.psi_max)[:, None].repeat(4, 1))
     own = scenario.tau * scenario.station_bandwidth[observation.association] * observation.own_spectral_efficiency
     np.testing.assert_allclose(observation.psi_max, scenario.local_capacity_bits + own.max(axis=1))
-    flat = Network(scenario.replace(perturbation=False), 2).reset(0)
+    flat = Environments(scenario.replace(perturbation=False), 2).reset(0)
     assert np.all(flat.beta == 0)
 
 
@@ -282,7 +282,7 @@ def test_station_constants_are_cached_and_read_only():
 def test_batch_shapes_and_no_cross_talk():
     scenario = Scenario(devices=5, sbs=2, slots=15)
     batch = 3
-    networks = [Network(scenario, batch) for _ in range(2)]
+    networks = [Environments(scenario, batch) for _ in range(2)]
     observations = [n.reset(9) for n in networks]
     assert observations[0].local_queue.shape == (batch, 5) and observations[0].edge_queue.shape == (batch, 3)
     assert observations[0].spectral_efficiency.shape == (batch, 5, 3) and observations[0].eta.shape == (batch,)
@@ -306,4 +306,4 @@ def test_batch_shapes_and_no_cross_talk():
 @pytest.mark.parametrize("batch", [0, -2, 1.5, True, "4"])
 def test_bad_batch_sizes_are_named(batch):
     with pytest.raises(ValueError, match="batch must be an integer >= 1"):
-        Network(Scenario(devices=3), batch)
+        Environments(Scenario(devices=3), batch)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import dtnopt.registry as registry
-from dtnopt import (ABLATIONS, Network, Scenario, Solver, available, check_feasible, fixed_allocation, make,
+from dtnopt import (ABLATIONS, Environments, Scenario, Solver, available, check_feasible, fixed_allocation, make,
                     register, run_episode)
 
 TINY = Scenario(devices=4, sbs=2, slots=3)
@@ -25,8 +25,8 @@ def test_every_registered_solver_runs_a_short_episode_with_feasible_actions(name
     assert isinstance(solver, Solver) and solver.label == name
     episode = run_episode(solver, TINY, seed=2)  # the loop checks every action against (14a)-(14e)
     assert len(episode.slots) == TINY.slots  # and every slot finite, or the loop raises NonFiniteSlot
-    network = Network(TINY, 2)  # and a batch of two environments
-    observation = network.reset(5)
+    environments = Environments(TINY, 2)  # and a batch of two environments
+    observation = environments.reset(5)
     solver.reset(5)
     action = solver.act(observation)
     check_feasible(TINY, action, observation.association, who=name)

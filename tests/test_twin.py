@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dtnopt import Action, Network, Scenario
+from dtnopt import Action, Environments, Scenario
 from dtnopt.action import max_departure
 from dtnopt.topology import coverage
 
@@ -21,21 +21,21 @@ def local_only(scenario: Scenario, batch: int) -> Action:
 
 
 def run(scenario: Scenario, slots: int = 12, batch: int = 2, seed: int = 5):
-    network = Network(scenario, batch)
-    network.reset(seed)
+    environments = Environments(scenario, batch)
+    environments.reset(seed)
     trace = []
     for _ in range(slots):
-        observation = network.observation
-        plant = network.plant
+        observation = environments.observation
+        plant = environments.plant
         trace.append((observation, plant.position, plant.link_gain, plant.arrivals, plant.local_queue))
-        network.step(local_only(scenario, batch))
+        environments.step(local_only(scenario, batch))
     return trace
 
 
 def test_perfect_mirror_shows_the_plant():
-    network = Network(BASE, 2)
-    observation = network.reset(1)
-    plant = network.plant
+    environments = Environments(BASE, 2)
+    observation = environments.reset(1)
+    plant = environments.plant
     np.testing.assert_array_equal(observation.device_position, plant.position)
     np.testing.assert_array_equal(observation.association, plant.association)
     np.testing.assert_array_equal(observation.gain, plant.gain)
@@ -72,9 +72,9 @@ def test_deviation_changes_the_observation_but_not_the_plant(deviation):
 
 def test_gain_error_has_the_configured_relative_spread():
     scenario = Scenario(devices=400, twin_gain_error=0.2)
-    network = Network(scenario, 20)
-    observation = network.reset(0)
-    ratio = observation.gain / network.plant.gain
+    environments = Environments(scenario, 20)
+    observation = environments.reset(0)
+    ratio = observation.gain / environments.plant.gain
     assert ratio.mean() == pytest.approx(1.0, abs=0.01)
     assert ratio.std() == pytest.approx(0.2, abs=0.01)
 
@@ -84,25 +84,25 @@ def test_actions_decided_on_a_stale_twin_are_projected_onto_the_plant_stations()
     from dtnopt.service import serve
 
     scenario = BASE.replace(twin_staleness=4, speed_max=200.0)
-    network = Network(scenario, 2)
-    observation = network.reset(2)
-    plant = network.plant
+    environments = Environments(scenario, 2)
+    observation = environments.reset(2)
+    plant = environments.plant
     mismatched = 0
     for _ in range(15):
         action = fixed_allocation(scenario, observation.association)  # feasible on the twin's stations
         executed = project(scenario, action, plant.association)
         expected = serve(scenario, executed, plant.local_queue, plant.edge_queue, plant.association, plant.gain)
         mismatched += int(np.any(observation.association != plant.association))
-        result = network.step(action)
+        result = environments.step(action)
         np.testing.assert_array_equal(result.service.offload_bits, expected.offload_bits)
         np.testing.assert_array_equal(result.service.offload_energy, expected.offload_energy)
-        observation = network.observation
+        observation = environments.observation
     assert mismatched > 0  # the twin really was behind the plant
 
 
 def test_observation_select_keeps_a_batch_axis():
-    network = Network(BASE, 3)
-    observation = network.reset(0)
+    environments = Environments(BASE, 3)
+    observation = environments.reset(0)
     one = observation.select(1)
     assert one.batch == 1 and one.local_queue.shape == (1, BASE.devices)
     assert one.spectral_efficiency.shape == (1, BASE.devices, BASE.stations)

@@ -1,7 +1,7 @@
 """Asynchronous training of ``a3c`` (Algorithms 2-3), pytorch-a3c style.
 
 The global actor-critic lives in shared memory. Each worker (one process, ``torch.set_num_threads(1)``)
-owns an environment replica, a ``dtnopt.network.Network`` stepping ``envs_per_worker``
+owns an environment replica, a ``dtnopt.environments.Environments`` stepping ``envs_per_worker``
 environments in lockstep whose episode seeds come from ``seed + rank``. It copies the global
 weights, rolls out ``t_max`` slots, computes n-step returns per cost part and the advantage (25),
 and pushes the gradients of the policy loss (26) and the critic loss (27) to the global networks
@@ -27,7 +27,7 @@ from dtnopt.features import observation_features
 from dtnopt.learned import TrainingRun
 from dtnopt.loop import HELD_OUT_SEED_BASE
 from dtnopt.lyapunov import p2_cost_terms
-from dtnopt.network import Network
+from dtnopt.environments import Environments
 from dtnopt.solver import Ablation
 
 from .config import A3CConfig
@@ -74,9 +74,9 @@ def train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CC
     torch.manual_seed(seed + rank)
     local = copy.deepcopy(model)
     free = torch.as_tensor(free_dimensions(scenario, ablation))
-    network = Network(scenario, config.envs_per_worker)
+    environments = Environments(scenario, config.envs_per_worker)
     episode_seeds = np.random.default_rng(seed + rank)
-    observation = network.reset(int(episode_seeds.integers(HELD_OUT_SEED_BASE)))
+    observation = environments.reset(int(episode_seeds.integers(HELD_OUT_SEED_BASE)))
     gate, offloaders = config.gate_idle, config.offloaders_per_station
     while not failure.value and counter["episodes"].value < budget and parent in (None, os.getppid()):
         local.load_state_dict(model.state_dict())
@@ -85,7 +85,7 @@ def train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CC
             state = torch.from_numpy(observation_features(observation))
             with torch.no_grad():
                 sample = local.policy(state).sample()
-            result = network.step(gated_action(observation, sample.numpy(), ablation, gate, offloaders), check=False)
+            result = environments.step(gated_action(observation, sample.numpy(), ablation, gate, offloaders), check=False)
             features.append(state)
             samples.append(sample)
             parts = np.concatenate(p2_cost_terms(scenario, observation, result.service), axis=1)
@@ -94,15 +94,15 @@ def train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CC
             if config.counterfactual_credit:
                 externalities.append(-externality(observation, sample.numpy(), ablation, gate, offloaders) / scale)
             observed.append(observation)
-            observation = network.observation
-            if network.done:
+            observation = environments.observation
+            if environments.done:
                 break
         rewards = np.stack(rewards)  # (steps, B, N + M+1): the scaled parts of the P2 cost (20)
         states, actions = torch.stack(features), torch.stack(samples)
         values = local.value(states)  # (steps, B, N + M+1)
         # n-step returns per cost part, bootstrapped unless the episode ended (Algorithm 3).
         running = np.zeros(rewards.shape[1:])
-        if config.discount > 0 and not network.done:
+        if config.discount > 0 and not environments.done:
             with torch.no_grad():
                 running = local.value(torch.from_numpy(observation_features(observation))).numpy()
         returns = np.empty_like(rewards)
@@ -138,12 +138,12 @@ def train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CC
         optimizer.step()  # lock-free (Hogwild)
         with counter["lock"]:
             counter["slots"].value += rewards.shape[0] * rewards.shape[1]
-            if network.done:
-                counter["episodes"].value += network.batch
+            if environments.done:
+                counter["episodes"].value += environments.batch
         if after_update is not None:
             after_update()
-        if network.done:
-            observation = network.reset(int(episode_seeds.integers(HELD_OUT_SEED_BASE)))
+        if environments.done:
+            observation = environments.reset(int(episode_seeds.integers(HELD_OUT_SEED_BASE)))
 
 
 def train(solver, budget: int, run: TrainingRun) -> tuple:

@@ -1,4 +1,5 @@
-"""The digital-twin network as one system: plant + twin + the Lyapunov efficiency estimate.
+"""A batch of independent DTN environments, each the plant, its digital twin and the running
+energy efficiency, stepped slot by slot in lockstep (vectorised with numpy over the batch).
 
 ``observe -> (solver decides) -> step`` is the slot cycle every user of the model shares: the
 Lyapunov loop, the Gymnasium environment and the RL trainers.
@@ -41,7 +42,7 @@ class SlotResult:
         return found
 
 
-class Network:
+class Environments:
     """A batch of ``batch`` independent DTN environments driven slot by slot."""
 
     def __init__(self, scenario: Scenario, batch: int = 1):
