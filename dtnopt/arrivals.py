@@ -11,7 +11,7 @@ from .config import Scenario
 def draw_arrivals(rng: np.random.Generator, scenario: Scenario, shape) -> np.ndarray:
     """Bits arriving at each device this slot, by the scenario's ``arrival_law``:
 
-    - ``uniform``: ``U[0, 2 lambda_bar]`` (the default of MODEL.md 3);
+    - ``uniform``: ``U[0, 2 lambda_bar]`` (the default of docs/model.md section 3);
     - ``poisson``: a Poisson number of packets of ``packet_bits`` each, mean ``lambda_bar``;
     - ``constant``: exactly ``lambda_bar``.
     """

@@ -1,7 +1,7 @@
 """Scenario configuration: every parameter of the DTN model with its default.
 
 All values are SI (bits, seconds, Hz, W, J, m). Defaults follow Sec. V of the paper and
-``MODEL.md``; each field's comment names the paper's symbol and equation.
+``docs/model.md``; each field's comment names the paper's symbol and equation.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ cache keys every run by it). 2: eta in P2 and beta is the fixed price ``eta0``.
 """
 
 MBIT = 1e6
-"""Bits per Mbit: the unit of queues and served bits in the P2 drift terms (MODEL.md 5)."""
+"""Bits per Mbit: the unit of queues and served bits in the P2 drift terms (docs/model.md section 5)."""
 
 
 @dataclass(frozen=True)

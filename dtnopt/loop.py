@@ -30,7 +30,7 @@ KPI_NAMES = (
     "stable",
     "decision_ms",
 )
-"""Episode KPIs (MODEL.md 5):
+"""Episode KPIs (docs/model.md section 5):
 
 - ``system_cost``: sum over slots of the P2 cost (20), the paper's figures' metric;
 - ``energy_efficiency_j_per_mbit``: eta_EE (13), total energy over total served bits;

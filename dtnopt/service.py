@@ -1,13 +1,13 @@
 """What one slot's action really serves and what it costs in energy (eqs. 5-12).
 
-Served bits are what really leaves a buffer (MODEL.md 3, a departure from the paper, which
+Served bits are what really leaves a buffer (docs/model.md section 3, a departure from the paper, which
 charges energy for bits that were never there):
 
 - local ``D^l = min(tau f^l / c, Q^l)`` (8);
 - offloaded ``D^e = min(R tau, Q^l - D^l)`` (10), zero when ``x``, ``p`` or ``f^e`` is zero;
 - edge departures ``min(Psi_j, Q^e_j)`` (14e).
 
-Energy (MODEL.md 4): local ``E^l = varsigma c D^l (f^l)^2`` (= (9) when the queue is not the
+Energy (docs/model.md section 4): local ``E^l = varsigma c D^l (f^l)^2`` (= (9) when the queue is not the
 limit); offload ``E^e = p D^e / R + epsilon c D^e / f^e``: radio energy for the time spent
 transmitting (= ``p tau`` when not queue-limited) plus the edge CPU energy of (11).
 """

@@ -15,7 +15,7 @@ from .config import Scenario
 
 def station_positions(scenario: Scenario) -> np.ndarray:
     """(M+1, 2) positions: the MBS b_0 at the centre, the M SBSs evenly on a ring of radius
-    ``sbs_ring * L`` (deterministic, so a sweep over M changes only M; MODEL.md 1)."""
+    ``sbs_ring * L`` (deterministic, so a sweep over M changes only M; docs/model.md section 1)."""
     centre = scenario.area / 2.0
     angles = 2.0 * np.pi * np.arange(scenario.sbs) / max(scenario.sbs, 1)
     radius = scenario.sbs_ring * scenario.area

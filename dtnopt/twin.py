@@ -1,7 +1,7 @@
 """The digital twin (Sec. II-A, eqs. 1-2, 21): it mirrors the plant and hands solvers a
 structured observation. Solvers decide on the twin; the loop executes on the plant.
 
-By default the twin is a perfect mirror. Optionally (MODEL.md 1) its channel gains carry a
+By default the twin is a perfect mirror. Optionally (docs/model.md section 1) its channel gains carry a
 relative estimation error and its device locations are ``twin_staleness`` slots old.
 """
 

@@ -30,7 +30,7 @@ Options (``gate_idle``, ``offloaders_per_station``, off by default): a3c's gates
 compare the two learning algorithms on one action map.
 
 The discount delta of (23) defaults to 0: P2 is a per-slot problem whose queue weights already
-carry the future (MODEL.md 7), so the Lyapunov-consistent Q-function is the expected per-slot
+carry the future (docs/model.md section 7), so the Lyapunov-consistent Q-function is the expected per-slot
 reward and the target needs neither bootstrapping nor the target network (both remain, and are
 used, when ``discount > 0``). The defaults were tuned at N = 20, M = 3 (docs/experiments/dqn.md).
 Evaluation, learning curve, model selection and checkpoints are ``dtnopt.learned``'s.
@@ -82,7 +82,7 @@ class DQNConfig:
     learning_rate: float = 3e-4
     """Adam step size (measured best here; the paper's 1e-3 is its A3C's)."""
     discount: float = 0.0
-    """delta of (23); 0 is the per-slot P2 objective (MODEL.md 7)."""
+    """delta of (23); 0 is the per-slot P2 objective (docs/model.md section 7)."""
     episodes: int = 1600
     """Default training budget, in environment episodes of T slots."""
     envs: int = 32

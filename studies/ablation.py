@@ -50,7 +50,7 @@ def ablation_notes(claims: list) -> list:
     if not flipped:
         return []
     return [f"- On eta_EE the CPU ablation is the worse one in {len(flipped)} of {len(second)} comparisons: without CPU allocation every device computes at f^l_max, which costs varsigma c (f^l_max)^2 = "
-            "0.025 J/Mbit (MODEL.md 4), several times the few mJ/Mbit of transmitting at p_max, so in this model "
+            "0.025 J/Mbit (docs/model.md section 4), several times the few mJ/Mbit of transmitting at p_max, so in this model "
             "the CPU blocks matter more for energy per bit than the bandwidth/power blocks."]
 
 

@@ -2,7 +2,7 @@
 
 Every claim is checked on three metrics, lower being better for each: the paper's system cost
 (sum of the P2 cost (20)), the energy efficiency eta_EE (13), and the mean backlog (local plus
-edge queues, (7a)-(7b)). MODEL.md 5 explains why: the system cost is dominated by queue-drift
+edge queues, (7a)-(7b)). docs/model.md section 5 explains why: the system cost is dominated by queue-drift
 terms, is often negative and rewards bursty service, while P1's own objective is eta_EE under
 stable queues.
 
@@ -216,7 +216,7 @@ def reading_notes(values: pd.DataFrame, claims: list) -> list:
     if split:
         notes.append(
             f"- The verdicts on the system cost and on the physical KPIs differ for {len(split)} of {len(claims)} "
-            "claims. MODEL.md 5 explains why they can: summed over slots, -(Q_i - beta_i)(Psi_i - lambda_i) telescopes into "
+            "claims. docs/model.md section 5 explains why they can: summed over slots, -(Q_i - beta_i)(Psi_i - lambda_i) telescopes into "
             "boundary terms minus 1/2 sum_t (Psi_i - lambda_i)^2, and while a queue is below beta_i = V eta + Psi_max, "
             "serving less than the arrivals lowers the cost. So the system cost rewards bursty service and backlog "
             "held under beta, and every added device adds such negative terms; eta_EE and the backlog measure what P1 "
@@ -255,7 +255,7 @@ def summary(title: str, table: pd.DataFrame, claims: list, means: str, notes: li
         "",
         f"Measured over {seeds} seed(s), one held-out evaluation episode per seed (the same episodes for every "
         f"solver), means ± 95% Student-t intervals (the figure: seaborn's bootstrap 95% intervals).{budget} Each claim of the paper is checked on the system cost and, "
-        "because that cost is dominated by queue-drift terms (MODEL.md 5), also on eta_EE and the backlog; "
+        "because that cost is dominated by queue-drift terms (docs/model.md section 5), also on eta_EE and the backlog; "
         "lower is better for all three. " + verdict_counts(claims) + ".",
         "",
         "## Claims",

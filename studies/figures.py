@@ -1,6 +1,6 @@
 """Figures of the studies, drawn from the saved long-form table alone (seaborn, 95% intervals
 over seeds). Every figure has three panels: the paper's system cost (the sum over slots of the
-P2 cost (20)) beside the physical KPIs that P1 is really about (MODEL.md 5): the energy
+P2 cost (20)) beside the physical KPIs that P1 is really about (docs/model.md section 5): the energy
 efficiency eta_EE (13) and the mean local backlog (7a)."""
 
 from __future__ import annotations

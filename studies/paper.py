@@ -63,7 +63,7 @@ def report(out: Path, names) -> str:
     """REPORT.md: per study, its figure, a link to its summary and the summary's claims."""
     lines = ["# The paper's figures, reproduced", "",
              "Each section links a study's figure and summary and repeats its claims, checked on the system cost "
-             "and, because that cost is dominated by queue-drift terms (MODEL.md 5), on eta_EE and the backlog.", ""]
+             "and, because that cost is dominated by queue-drift terms (docs/model.md section 5), on eta_EE and the backlog.", ""]
     for name in names:
         summary = (out / name / f"{name}.md").read_text()
         title, _, body = summary.partition("\n")

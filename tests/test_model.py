@@ -1,4 +1,4 @@
-"""The plant and the Lyapunov quantities against independent computations of MODEL.md 1-5:
+"""The plant and the Lyapunov quantities against independent computations of docs/model.md sections 1-5:
 association, mobility, rates (3)-(4), service and queues (5)-(10), energy (9)-(12), the P2 cost
 (20), scenario validation, and batch independence."""
 
@@ -29,7 +29,7 @@ def advance(scenario: Scenario, batch: int, seed: int, slots: int):
     return environments, rng
 
 
-# --- topology: association and mobility (MODEL.md 1) ---
+# --- topology: association and mobility (docs/model.md section 1) ---
 
 @settings(max_examples=25)
 @given(scenarios(), st.integers(0, 5))
@@ -78,7 +78,7 @@ def test_mobility_reflects_even_steps_much_longer_than_the_area():
         assert np.all((environments.plant.position >= 0.0) & (environments.plant.position <= 1.0))
 
 
-# --- channel, service, queues and energy (MODEL.md 2-4) ---
+# --- channel, service, queues and energy (docs/model.md sections 2-4) ---
 
 def expected_service(scenario: Scenario, action: Action, local_queue, edge_queue, association, gain):
     """(3)-(12) device by device in plain Python: (local bits, offloaded bits, local energy,

@@ -1,4 +1,4 @@
-"""The digital twin (MODEL.md 1, 6): a perfect mirror by default; the deviation options change
+"""The digital twin (docs/model.md sections 1, 6): a perfect mirror by default; the deviation options change
 what solvers observe but never the plant."""
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ What the paper leaves open, and how it is chosen here (measurements in docs/expe
   this is exact and removes the other devices' noise from each device's gradient.
 - Rewards are the negative cost parts in units of ``Psi_max lambda_bar`` (``reward_scale``), so
   learning is stable across N and V.
-- Discount delta of (23): 0 by default, the Lyapunov-consistent choice (MODEL.md 7): P2 is a
+- Discount delta of (23): 0 by default, the Lyapunov-consistent choice (docs/model.md section 7): P2 is a
   per-slot problem whose queue weights already carry the future.
 - Model selection (``keep_best``): ``fit`` ends with the evaluated weights of least validation
   system cost (``dtnopt.learned``), on ``validation_seeds``, disjoint from the studies' test seeds.

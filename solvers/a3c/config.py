@@ -28,7 +28,7 @@ class A3CConfig:
     t_max: int = 5
     """Slots per rollout before an update: n of the n-step return (Algorithm 3)."""
     discount: float = 0.0
-    """delta of (23); 0 is the Lyapunov-consistent per-slot choice (MODEL.md 7), and measured best."""
+    """delta of (23); 0 is the Lyapunov-consistent per-slot choice (docs/model.md section 7), and measured best."""
     hidden_size: int = 128
     """Units per hidden layer of actor and critic (paper: 128)."""
     hidden_layers: int = 3
