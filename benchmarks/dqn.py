@@ -1,4 +1,4 @@
-"""DQN figures at N = 20 (issue 5): training throughput in environment slots per second and the
+"""DQN figures at N = 20: training throughput in environment slots per second and the
 greedy policy's decision time per slot.
 
 ``python -m benchmarks.dqn``; ``benchmarks.solvers`` calls ``report()`` at its end. Throughput is

@@ -1,4 +1,4 @@
-"""Plant benchmark (issue 2): full Lyapunov-loop slots per second.
+"""Plant benchmark: full Lyapunov-loop slots per second.
 
 One timed slot is what every user of the model pays per decision besides the solver itself: a
 slot of the loop ``dtnopt.loop.slots(..., check=False)``, i.e. the projection of the action onto
@@ -8,7 +8,7 @@ fixed: the ``equal`` allocation (``fixed_allocation``) of the first slot, which 
 adapts to each slot's stations. For reference the batch-1 line also shows the slot with that
 allocation decided afresh every slot (the cheapest solver's decision included).
 
-Targets (issue 2): batch 1 at N = 20 at least 8,000 slots/s; batch 256 at least 250,000
+Targets: batch 1 at N = 20 at least 8,000 slots/s; batch 256 at least 250,000
 env-slots/s; cost linear in N. Timings are the best of ``--repeats`` short runs, as wall-clock
 and as CPU time of this process: on a shared machine (the load average is printed) the CPU time
 is the fairer figure, and even it is pessimistic.

@@ -1,4 +1,4 @@
-"""Benchmark of the per-slot solvers (issue 3): ``python -m benchmarks.solvers [--quick]``.
+"""Benchmark of the per-slot solvers: ``python -m benchmarks.solvers [--quick]``.
 
 Prints
 

@@ -1,7 +1,7 @@
 """Command line: ``python -m dtnopt solvers | run | train | evaluate``.
 
     python -m dtnopt run --solver NAME [--model X.pt] [--devices N --sbs M --slots T --seed S] [--json]
-    python -m dtnopt train --solver NAME --out X.pt [--episodes E] [--set NAME=VALUE ...]
+    python -m dtnopt train --solver NAME --out X.pt [--seed S] [--episodes E] [--set NAME=VALUE ...]
     python -m dtnopt evaluate --solver NAME [--model X.pt] [--solver NAME2 [--model Y.pt]] ...
                               [--baseline bcd] [--episodes 10] [--devices N --sbs M] [--json]
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import pickle
 import re
 import sys
@@ -92,12 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a learned solver and save a checkpoint")
     train.add_argument("--solver", required=True, help="registered learned solver (e.g. a3c, dqn)")
-    _add_scenario_arguments(train)
+    _add_scenario_arguments(train, seed=False)
+    train.add_argument("--seed", type=int, default=0,
+                       help="training seed: initial weights and the training episodes' seeds (default 0)")
     train.add_argument("--episodes", type=int, default=None, help="training budget in episodes (default: the solver's)")
     train.add_argument("--out", required=True, help="checkpoint path to write")
     train.add_argument("--set", dest="hyper", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
-                       help="a hyper-parameter of the solver, repeatable (e.g. --set counterfactual_credit=true "
-                            "--set actor=station); VALUE is read as JSON, else as a string")
+                       help="a hyper-parameter of the solver, repeatable (e.g. --set hidden_size=64 "
+                            "--set actor=mlp); VALUE is read as JSON, else as a string")
 
     evaluate = commands.add_parser(
         "evaluate", help="score solvers and checkpoints on the same held-out episodes beside equal and a baseline")
@@ -125,7 +128,7 @@ def _assignment(text: str) -> tuple:
     return name.strip(), parsed
 
 
-def _make_solver(name: str, scenario: Scenario, hyper: dict | None = None, option: str = "--solver"):
+def _make_solver(name: str, scenario: Scenario, hyper: dict | None = None, option: str = "--solver", seed: int = 0):
     """Build solver ``name``; a bad name is reported against ``option``, a construction error
     against the option it is about: ``--set`` for a hyper-parameter, the scenario option it
     names, else ``option``."""
@@ -136,7 +139,7 @@ def _make_solver(name: str, scenario: Scenario, hyper: dict | None = None, optio
     except ValueError as error:
         raise UsageError(f"argument {option}: {error}") from None
     try:
-        return make(name, scenario, **(hyper or {}))
+        return make(name, scenario, seed=seed, **(hyper or {}))
     except (TypeError, ValueError) as error:  # an unknown hyper-parameter, a value out of range, a size
         raise UsageError(f"argument {_option_of(str(error), hyper or {}, option)}: {error}") from None
 
@@ -189,8 +192,7 @@ def _command_solvers(args) -> None:
 
     for name in available():
         cls, ablation = resolve(name)
-        doc = (cls.__doc__ or "").strip().splitlines()
-        summary = doc[0] if doc else ""
+        summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())  # the first paragraph
         if ablation.name:
             summary = f"{cls.name} with {ablation.name.replace('-', ' ')} allocation (ablation)"
         print(f"{name}\t{summary}")
@@ -236,7 +238,9 @@ def _check_out(path: str) -> None:
 def _command_train(args) -> None:
     scenario = _scenario(args)
     _check_out(args.out)
-    solver = _make_solver(args.solver, scenario, dict(args.hyper))
+    if args.seed < 0:
+        raise UsageError(f"argument --seed: must be an integer >= 0, got {args.seed}")
+    solver = _make_solver(args.solver, scenario, dict(args.hyper), seed=args.seed)
     if not solver.learned:
         raise UsageError(f"argument --solver: solver {args.solver!r} is not a learned solver")
     if args.episodes is not None and args.episodes < 1:
@@ -277,4 +281,6 @@ def main(argv=None) -> int:
     except UsageError as error:
         print(f"dtnopt: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader stopped early (``| head``): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

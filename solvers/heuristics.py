@@ -88,7 +88,9 @@ def fill_by_value(value: np.ndarray, width: np.ndarray, association: np.ndarray,
 
 @register("greedy")
 class GreedySolver(Solver):
-    """One pass of the closed-form block rules (``dtnopt.blocks``), in this order:
+    """One pass of the closed-form block rules of P2 (``dtnopt.blocks``), block by block.
+
+    In this order:
 
     1. local CPU by the cubic rule on the whole local queue;
     2. a provisional equal edge-CPU split among devices with bits left, giving each device's

@@ -1,4 +1,4 @@
-"""The block-coordinate solver ``bcd`` and the ``reference`` optimum (issue 3): closed-form
+"""The block-coordinate solver ``bcd`` and the ``reference`` optimum: closed-form
 blocks against their cvxpy forms, monotone descent, never worse than the heuristics, ablations,
 DPP, failure fallback and validation."""
 

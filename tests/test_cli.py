@@ -170,3 +170,19 @@ def test_train_set_passes_typed_hyper_parameters_to_the_solver():
     assert args.hyper == [("counterfactual_credit", True), ("actor", "station"), ("learning_rate", 5e-4)]
     config = _make_solver(args.solver, Scenario(devices=4, sbs=1), dict(args.hyper)).config
     assert (config.counterfactual_credit, config.actor, config.learning_rate) == (True, "station", 5e-4)
+
+
+def test_train_seed_is_the_training_seed(tmp_path):
+    import torch
+
+    paths = {}
+    for seed in (0, 5, 5):
+        paths.setdefault(seed, []).append(tmp_path / f"dqn{seed}_{len(paths.get(seed, []))}.pt")
+        assert main(["train", "--solver", "dqn", "--devices", "3", "--sbs", "1", "--slots", "5", "--episodes", "2",
+                     "--seed", str(seed), "--set", "learning_starts=0", "--set", "batch_size=4",
+                     "--out", str(paths[seed][-1])]) == 0
+    saved = {path: torch.load(path, weights_only=True) for group in paths.values() for path in group}
+    assert [saved[path]["seed"] for path in paths[5]] == [5, 5] and saved[paths[0][0]]["seed"] == 0
+    weights = [saved[path]["weights"] for path in (paths[0][0], *paths[5])]
+    assert all(torch.equal(weights[1][k], weights[2][k]) for k in weights[1])  # same seed, same training
+    assert not all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # another seed, another
