@@ -37,14 +37,14 @@ from pathlib import Path
 
 import torch
 
-from .config import Scenario
+from .config import MODEL_VERSION, Scenario
 from .loop import KPI_NAMES, mean_kpis, validation_seeds
 from .solver import NO_ABLATION, Ablation, Solver, check_fit_arguments, make_config
 
 CHECKPOINT_FORMAT = 1
 """Version of the checkpoint layout written by ``LearnedSolver.save``."""
 
-CHECKPOINT_KEYS = ("format", "solver", "ablation", "scenario", "hyperparameters", "seed", "weights", "curve")
+CHECKPOINT_KEYS = ("format", "model", "solver", "ablation", "scenario", "hyperparameters", "seed", "weights", "curve")
 
 CURVE_COLUMNS = ("episode", "slots", "wall_s", *KPI_NAMES)
 
@@ -53,6 +53,12 @@ MAX_PARAMETERS = 50_000_000
 that with gradients and Adam's moments, far beyond the paper's 3 x 128 networks."""
 
 EVALUATIONS_PER_RUN = 10
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def mlp_parameters(inputs: int, outputs: int, width: int, layers: int) -> int:
@@ -209,7 +215,7 @@ class LearnedSolver(Solver):
         a run killed during a save leaves the previous checkpoint whole."""
         path = Path(path)
         state = {
-            "format": CHECKPOINT_FORMAT, "solver": self.name, "ablation": self.ablation.name,
+            "format": CHECKPOINT_FORMAT, "model": MODEL_VERSION, "solver": self.name, "ablation": self.ablation.name,
             "scenario": self.scenario.to_dict(), "hyperparameters": asdict(self.config), "seed": self.seed,
             "weights": self.state_dict(),
             "curve": None if self.curve is None else self.curve.to_dict(orient="list"),
@@ -220,14 +226,15 @@ class LearnedSolver(Solver):
                 torch.save(state, file)
                 file.flush()
                 os.fsync(file.fileno())
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's file is private; a checkpoint is not
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
 
     def load(self, path) -> "LearnedSolver":
-        """Load a checkpoint of ``save``. A checkpoint of another solver, ablation or scenario
-        (N, M), or a damaged one, is a ``ValueError`` naming the file and what is wrong; the
+        """Load a checkpoint of ``save``. A checkpoint of another model version, solver, ablation
+        or scenario (N, M), or a damaged one, is a ``ValueError`` naming the file and what is wrong; the
         solver is unchanged then."""
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -259,6 +266,9 @@ class LearnedSolver(Solver):
                                          + ([f"unexpected {', '.join(extra)}"] if extra else [])))
         if saved["format"] != CHECKPOINT_FORMAT:
             raise ValueError(f"{path!s}: checkpoint format {saved['format']!r}, this version reads {CHECKPOINT_FORMAT}")
+        if saved["model"] != MODEL_VERSION:
+            raise ValueError(f"{path!s} was trained on model version {saved['model']!r}, this is version "
+                             f"{MODEL_VERSION} (dtnopt.MODEL_VERSION): retrain it")
         if saved["solver"] != self.name:
             raise ValueError(f"{path!s} is a checkpoint of solver {saved['solver']!r}, not {self.name!r}")
         if saved["ablation"] != self.ablation.name:

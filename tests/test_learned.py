@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from dtnopt import Environments, Scenario, fixed_allocation, make
+from dtnopt import MODEL_VERSION
 from dtnopt.learned import CHECKPOINT_FORMAT, CURVE_COLUMNS, LearnedSolver, mlp_parameters
 
 SMALL = Scenario(devices=4, sbs=1, slots=20)
@@ -50,8 +51,10 @@ def actions_equal(first, second, observation):
 def test_checkpoint_holds_the_one_format(checkpoint, name):
     path, solver = checkpoint
     saved = torch.load(path, weights_only=True)
-    assert list(saved) == ["format", "solver", "ablation", "scenario", "hyperparameters", "seed", "weights", "curve"]
-    assert saved["format"] == CHECKPOINT_FORMAT and saved["solver"] == name and saved["seed"] == 0
+    assert list(saved) == ["format", "model", "solver", "ablation", "scenario", "hyperparameters", "seed", "weights",
+                           "curve"]
+    assert saved["format"] == CHECKPOINT_FORMAT and saved["model"] == MODEL_VERSION
+    assert saved["solver"] == name and saved["seed"] == 0
     assert list(saved["curve"]) == list(CURVE_COLUMNS)
     restored = make(name, SMALL).load(path)
     assert restored.config == solver.config
@@ -126,6 +129,16 @@ def test_a_checkpoint_of_another_solver_ablation_or_scenario_is_refused(checkpoi
     path, _ = checkpoint
     with pytest.raises(ValueError, match=message) as error:
         other(name).load(path)
+    assert str(path) in str(error.value)
+
+
+def test_a_checkpoint_of_another_model_version_is_refused(checkpoint, name, monkeypatch):
+    import dtnopt.learned
+
+    path, _ = checkpoint
+    monkeypatch.setattr(dtnopt.learned, "MODEL_VERSION", dtnopt.learned.MODEL_VERSION + 1)
+    with pytest.raises(ValueError, match="trained on model version") as error:
+        make(name, SMALL, **TINY[name]).load(path)
     assert str(path) in str(error.value)
 
 
@@ -243,3 +256,10 @@ def test_keep_best_ends_with_the_best_evaluated_weights_for_every_solver(name, t
     assert kept == pytest.approx(curve["system_cost"].iloc[best], rel=1e-9)
     restored = make(name, SMALL).load(tmp_path / "best.pt")
     assert run_episode(restored, SMALL, seed=validation_seeds(1)[0]).kpi["system_cost"] == pytest.approx(kept, rel=1e-9)
+
+
+def test_a_checkpoint_is_as_readable_as_any_file_the_user_writes(checkpoint, tmp_path):
+    path, _ = checkpoint
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
