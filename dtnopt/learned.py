@@ -241,8 +241,9 @@ class LearnedSolver(Solver):
         except (FileNotFoundError, IsADirectoryError, PermissionError):  # the system's own message
             raise
         except Exception as error:  # empty, text, truncated, a zip of something else, a pickled class
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            if reason.startswith("Weights only load failed"):
+            text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            reason = f"{type(error).__name__}: {text}" if text else type(error).__name__
+            if text.startswith("Weights only load failed"):
                 reason = "it holds objects other than tensors and plain containers (it could run code)"
             raise ValueError(f"{path!s} is not a readable checkpoint: {reason}") from None
         previous = dict(self.__dict__)
