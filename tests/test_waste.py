@@ -35,6 +35,15 @@ def cost(observation, action) -> float:
     return float(value[0]), service
 
 
+def a_sender(scenario: Scenario, seed: int, warmup: int):
+    """A slot of ``slot`` with the service it gives and one of its sending devices, drawn at
+    random (None when nobody sends)."""
+    rng, observation, action = slot(scenario, seed, warmup)
+    _, service = cost(observation, action)
+    senders = np.flatnonzero(service.offload_bits[0] > 0)
+    return observation, action, service, (rng.choice(senders) if len(senders) else None)
+
+
 def no_lower(wasteful: float, honest: float) -> bool:
     return wasteful >= honest - 1e-9 * max(1.0, abs(honest))
 
@@ -42,12 +51,10 @@ def no_lower(wasteful: float, honest: float) -> bool:
 @settings(max_examples=EXAMPLES)
 @given(scenarios(V=100.0), st.integers(0, 2**16), st.integers(0, 4), st.floats(1e-9, 1.0))
 def test_starving_a_sender_of_edge_cpu_never_lowers_the_slot_cost(scenario, seed, warmup, factor):
-    rng, observation, action = slot(scenario, seed, warmup)
-    honest, service = cost(observation, action)
-    senders = np.flatnonzero(service.offload_bits[0] > 0)
-    if not len(senders):
+    observation, action, service, device = a_sender(scenario, seed, warmup)
+    if device is None:
         return
-    device = rng.choice(senders)
+    honest, _ = cost(observation, action)
     edge_cpu = action.edge_cpu.copy()
     edge_cpu[0, device] *= factor
     wasteful, waste_service = cost(observation, replace(action, edge_cpu=edge_cpu))
@@ -58,12 +65,9 @@ def test_starving_a_sender_of_edge_cpu_never_lowers_the_slot_cost(scenario, seed
 @settings(max_examples=EXAMPLES)
 @given(scenarios(V=100.0), st.integers(0, 2**16), st.integers(0, 4), st.floats(0.0, 1.0), st.floats(0.0, 1.0))
 def test_more_power_for_the_same_bits_never_lowers_the_slot_cost(scenario, seed, warmup, backlog, raise_by):
-    rng, observation, action = slot(scenario, seed, warmup)
-    _, service = cost(observation, action)
-    senders = np.flatnonzero(service.offload_bits[0] > 0)
-    if not len(senders):
+    observation, action, service, device = a_sender(scenario, seed, warmup)
+    if device is None:
         return
-    device = rng.choice(senders)
     # Queue-limited sender: only ``backlog`` of what its link carries is left after local computing,
     # so more power sends the same bits faster, at more energy (p / log(1 + p g) grows with p).
     local_queue = observation.local_queue.copy()
