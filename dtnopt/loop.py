@@ -86,8 +86,8 @@ def slots(solver, scenario: Scenario | None = None, seed: int | None = None, bat
     """The loop of ``solver`` over an episode of ``scenario.slots`` slots from empty queues,
     seeded by ``seed`` (default ``scenario.seed``), on ``batch`` environments: per slot, observe,
     let the solver decide (timed), check the action (with ``check``; else project it onto
-    (14a)-(14e)), step the network and check that the slot's cost, energy and served bits are
-    finite (``NonFiniteSlot``). The network is built, reset and the solver reset when this is
+    (14a)-(14e)), step the environments and check that the slot's cost, energy and served bits are
+    finite (``NonFiniteSlot``). The environments are built and reset and the solver reset when this is
     called, so a bad seed fails here; the slots run as they are iterated (stop early by
     breaking off)."""
     scenario = scenario or solver.scenario

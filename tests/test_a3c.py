@@ -2,6 +2,7 @@
 ablation masks, deterministic training with one worker, checkpoints, the NaN guard, the CLI and
 (expensive) that it learns. Training budgets are a few hundred slots of a small scenario."""
 
+import itertools
 import math
 import subprocess
 import sys
@@ -14,12 +15,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dtnopt import (KPI_NAMES, Environments, Scenario, held_out_seeds, is_feasible, make, run_episode, run_seeds,
+from dtnopt import (KPI_NAMES, Environments, Scenario, held_out_seeds, is_feasible, make, run_episode, run_seeds, slots,
                     validation_seeds)
 from dtnopt.features import (DEVICE_ACTIONS, IDLE_ENTRIES, action_size, device_feature_size, observation_features,
                              station_leaders)
-from dtnopt.lyapunov import p2_cost_terms
-from dtnopt.lyapunov import evaluate
+from dtnopt.lyapunov import evaluate, p2_cost_terms
 from solvers.a3c import A3CConfig, credit, externality, free_dimensions, gated_action, scheduled_rate, selection_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,14 +116,9 @@ def test_numpy_decision_path_is_the_torch_actor_and_follows_its_weights(actor):
 
 
 def test_cost_parts_sum_to_the_p2_cost():
-    environments = Environments(SMALL, batch=3)
-    observation = environments.reset(5)
-    solver = make("random", SMALL)
-    for _ in range(8):
-        result = environments.step(solver.decide(observation))
-        device, station = p2_cost_terms(SMALL, result.observation, result.service)
-        np.testing.assert_allclose(device.sum(1) + station.sum(1), result.cost, rtol=1e-9, atol=1e-9)
-        observation = environments.observation
+    for step in itertools.islice(slots(make("random", SMALL), SMALL, seed=5, batch=3), 8):
+        device, station = p2_cost_terms(SMALL, step.result.observation, step.result.service)
+        np.testing.assert_allclose(device.sum(1) + station.sum(1), step.result.cost, rtol=1e-9, atol=1e-9)
 
 
 def test_credit_follows_the_cost_parts_each_entry_changes():
