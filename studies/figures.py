@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .claims import mean_interval  # noqa: E402
+from .claims import budget_line, mean_interval  # noqa: E402
 
 PANELS = (
     ("system_cost", "system cost (sum of P2 cost (20))"),
@@ -56,6 +56,7 @@ def draw_sweep(table, x: str, stem: Path, title: str, style: str | None = None) 
         if axis.get_legend() is not None:
             axis.get_legend().remove()
     _legend_below(figure, axes[0])
+    _caption(figure, table)
     figure.suptitle(title)
     _save(figure, stem)
 
@@ -91,6 +92,7 @@ def draw_curves(table, stem: Path, title: str, hue: str = "solver") -> None:
         if axis.get_legend() is not None:
             axis.get_legend().remove()
     _legend_below(figure, axes[0])
+    _caption(figure, table)
     figure.suptitle(title)
     _save(figure, stem)
 
@@ -98,9 +100,19 @@ def draw_curves(table, stem: Path, title: str, hue: str = "solver") -> None:
 def _legend_below(figure, axis) -> None:
     handles, labels = axis.get_legend_handles_labels()
     if handles:
-        figure.legend(handles, labels, loc="lower center", ncol=min(len(handles), 6), fontsize="small",
-                      frameon=False)
-        figure.tight_layout(rect=(0, 0.1, 1, 0.95))
+        figure.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.04), ncol=min(len(handles), 6),
+                      fontsize="small", frameon=False)
+    figure.tight_layout(rect=(0, 0.14, 1, 0.95))
+
+
+def _caption(figure, table) -> None:
+    """The budgets behind the figure, on the figure: training episodes of each learned solver,
+    replicates and evaluation episodes."""
+    evaluated = table[table["phase"] == "eval"]
+    episodes = evaluated.groupby("seed")["evaluation_seed"].nunique()
+    text = (f"{budget_line(table)} {evaluated['seed'].nunique()} replicates x "
+            f"{'/'.join(map(str, sorted(set(episodes))))} held-out episodes; bands: 95% bootstrap intervals.")
+    figure.text(0.5, 0.005, text, ha="center", va="bottom", fontsize="x-small", wrap=True)
 
 
 def _snap(episodes):

@@ -27,7 +27,8 @@ from dtnopt.solver import NO_ABLATION, Solver
 from studies import ablation, devices, learning_rate, paper, runner, sbs, vs_dqn
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--seeds", "2", "--episodes", "3", "--slots", "8"]
+K = 2  # evaluation episodes per replicate in the tiny studies
+TINY = ["--seeds", "2", "--episodes", "3", "--slots", "8", "--episodes-per-seed", str(K)]
 
 
 @dataclass
@@ -131,15 +132,21 @@ def test_ablation_end_to_end(tmp_path, episode_counter):
     for kind in ("csv", "json", "png", "pdf", "md"):
         assert (tmp_path / f"ablation.{kind}").stat().st_size > 0, kind
     table = pd.read_csv(tmp_path / "ablation.csv")
-    assert list(table.columns) == ["study", "solver", "seed", "devices", "sbs", "phase", "episode", "metric", "value"]
+    assert list(table.columns) == ["study", "solver", "seed", "devices", "sbs", "phase", "episode", "evaluation_seed",
+                                   "metric", "value"]
     evaluation = table[table["phase"] == "eval"]
-    # one row per solver x seed x metric; learned ones also report their training time and failure
-    assert len(evaluation) == 6 * 2 * len(KPI_NAMES) + 3 * 2 * 2
+    # one row per solver x replicate x evaluation episode x metric; learned ones also report their
+    # training time and failure (repeated on each of their episodes)
+    assert len(evaluation) == 6 * 2 * K * len(KPI_NAMES) + 3 * 2 * K * 2
     assert set(evaluation["metric"]) == set(KPI_NAMES) | {"training_s", "training_failed"}
     curve = table[table["phase"] == "train"]
     assert set(curve["solver"]) == {"linear-test", "linear-test-no-cpu", "linear-test-no-radio"}
     assert sorted(curve["episode"].unique()) == [3]
-    assert evaluation.groupby(["solver", "metric"]).size().eq(2).all()
+    assert evaluation.groupby(["solver", "metric"]).size().eq(2 * K).all()
+    # replicate k is scored on its own K held-out episodes, the same for every solver
+    episodes = evaluation.groupby(["solver", "seed"])["evaluation_seed"].apply(lambda s: tuple(sorted(set(s))))
+    for (solver, seed), seeds in episodes.items():
+        assert seeds == tuple(runner.evaluation_seeds(seed, K)), solver
     # the references' lines on the curve figure sit at their level on the curves' validation episodes
     validation = table[(table["phase"] == "validation") & (table["metric"] == "system_cost")]
     assert set(validation["solver"]) == {"greedy", "greedy-no-cpu", "greedy-no-radio"}
@@ -147,8 +154,10 @@ def test_ablation_end_to_end(tmp_path, episode_counter):
     greedy = make("greedy", Scenario(devices=4, sbs=resolved["sbs"], slots=resolved["slots"]))
     expected = run_seeds(greedy, greedy.scenario, validation_seeds(resolved["eval_seeds"]))["system_cost"].mean()
     assert validation.loc[validation["solver"] == "greedy", "value"].to_numpy() == pytest.approx(expected)
-    # every solver faces the same held-out episodes, one per seed
-    assert sorted(set(seed for _, seed in episode_counter)) == held_out_seeds(2)
+    # every solver faces the same held-out episodes, K per replicate, disjoint across replicates
+    expected = runner.evaluation_seeds(0, K) + runner.evaluation_seeds(1, K)
+    assert sorted(set(seed for _, seed in episode_counter)) == expected and len(set(expected)) == 2 * K
+    assert expected[:1] == held_out_seeds(1) and max(expected) < validation_seeds(1)[0]
     assert LinearSearchSolver.fits == 3 * 2
     summary = (tmp_path / "ablation.md").read_text()
     for text in ("the full scheme beats both ablations: linear-test < linear-test-no-cpu, linear-test-no-radio", "matters more than CPU allocation: greedy-no-cpu < greedy-no-radio",
@@ -171,7 +180,7 @@ def test_resume_redoes_nothing(tmp_path, episode_counter, capsys):
     results = sorted((tmp_path / "runs" / "results").glob("linear-test-no-cpu_*"))
     results[0].unlink()
     assert _ablation(tmp_path) == 0
-    assert len(episode_counter) == done + 1 and LinearSearchSolver.fits == 6
+    assert len(episode_counter) == done + K and LinearSearchSolver.fits == 6
     again = pd.read_csv(tmp_path / "ablation.csv")
     timed = first["metric"] == "decision_ms"  # wall-clock time of the re-evaluated run
     pd.testing.assert_frame_equal(again[~timed], first[~timed])
@@ -212,7 +221,7 @@ def test_each_study_end_to_end(tmp_path, study, argv, claims):
     assert {"study", "solver", "seed", "devices", "sbs", "phase", "episode", "metric", "value"} <= set(table.columns)
     assert (table["study"] == study.name).all() and set(KPI_NAMES) <= set(table["metric"])
     assert table[table["phase"] == "eval"].groupby(["solver", "devices", "sbs", *study.label_columns, "metric"],
-                                                  dropna=False).size().eq(2).all()
+                                                  dropna=False).size().eq(2 * K).all()
     summary = (tmp_path / f"{study.name}.md").read_text()
     for claim in claims:
         assert claim in summary
