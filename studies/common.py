@@ -2,9 +2,10 @@
 summary pipeline. A study (one module per figure of the paper) subclasses ``Study`` and
 overrides only what differs: its extra arguments, its plan of runs, its figure and its claims.
 
-Common options: ``--quick`` (small budgets), ``--seeds K``, ``--out DIR`` (default
-``results/NAME``), ``--jobs J`` (runs in parallel processes), ``--solvers a,b,c`` (any
-registered names), ``--episodes E`` (training budget of learned solvers), ``--slots T``,
+Common options: ``--quick`` (small budgets), ``--seeds K`` (replicates), ``--episodes-per-seed K``
+(held-out evaluation episodes per replicate), ``--out DIR`` (default ``results/NAME``), ``--jobs J``
+(runs in parallel processes), ``--solvers a,b,c`` (any registered names), ``--episodes E``
+(training budget of learned solvers), ``--slots T``,
 ``--cache DIR`` (the run cache, default ``OUT/runs``) and ``--plot-only`` (redraw the figure
 and the summary from ``NAME.csv``). Bad arguments exit with code 2 and a one-line message.
 
@@ -82,10 +83,12 @@ LEARNING_RATE = Budget(seeds=5, episodes=1000, eval_every=100, eval_seeds=3, epi
 take about 2.5 hours; 1,000 episodes (a learning-rate schedule annealed over them) rank the rates
 in a tenth of that."""
 
-SWEEP = Budget(seeds=5, episodes=500, eval_every=500, eval_seeds=1, episodes_per_seed=10)
-"""Paper scale of the sweeps (Figs. 5-7, except the shipped N = 20 point of Fig. 7): 500
-episodes per learned run (a3c: 25-90 s), which keeps ``studies.paper`` within 4 hours on 2 cores
-(``studies.estimate``)."""
+SWEEP = Budget(seeds=5, episodes=300, eval_every=300, eval_seeds=1, episodes_per_seed=10)
+"""Paper scale of the sweeps (Figs. 5-7, except the shipped N = 20 point of Fig. 7): 300
+episodes per learned run (a3c: 15-30 s at N <= 40). 2.3 of the 4 hours ``studies.paper`` may
+take on 2 cores go to the 15 shipped trainings of Fig. 4, and the sweeps' 150 trainings share
+the rest (``studies.estimate``): their policies are far from the shipped ones, which the
+figures' captions and the summaries state."""
 
 
 def _comma_separated(kind, described: str):
@@ -251,6 +254,13 @@ class Study:
         notes = [*notes, *reading_notes(evaluations(table), claims)]
         write_atomically(paths["md"], lambda p: p.write_text(summary(self.title, table, claims, means, notes)))
         return verdict_counts(claims)
+
+    def planned(self, argv) -> tuple:
+        """(resolved arguments, runs) of a command line, without running anything (a bad argument
+        is a ``UsageError``)."""
+        args = self.parser().parse_args(list(argv))
+        self.resolve(args)
+        return args, self.plan(args)
 
     def main(self, argv=None) -> int:
         argv = sys.argv[1:] if argv is None else list(argv)

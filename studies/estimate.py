@@ -5,7 +5,8 @@ when the run cache already holds part of it.
 Measured at N = 20, T = 200 on 2 cores: ``a3c`` trains its default 12,000 episodes in 400-520 s
 with its two worker processes, ``dqn`` its default 1,600 in about 80 s; one ``bcd`` episode
 takes 1-1.5 s (about 2.5 s at N = 40, so linear in N); an episode of ``a3c``, ``dqn`` or a
-heuristic takes about 0.3 s. The estimate takes the upper end, scales everything linearly with
+heuristic takes about 0.3 s; a training has a fixed cost of about 4 s (``--quick``: a3c trains 32
+episodes in about 5 s). The estimate takes the upper end, scales everything linearly with
 T, and with N above 20 (below 20 it keeps the N = 20 cost: the fixed per-slot work dominates
 there), and counts every episode a run plays: training, learning-curve points (validation
 episodes), reference levels and the held-out evaluation episodes.
@@ -25,6 +26,9 @@ TRAINING_S_PER_EPISODE = {"a3c": 520 / 12_000, "dqn": 80 / 1_600}
 
 OTHER_TRAINING_S_PER_EPISODE = 0.05
 """A learned solver not measured above."""
+
+TRAINING_START_S = 4.0
+"""Fixed cost of a training (worker processes, first evaluations), measured on ``--quick`` runs."""
 
 EPISODE_S = {"bcd": 1.5}
 """Seconds per played episode at N = 20, T = 200 (``bcd`` and its ablations)."""
@@ -57,7 +61,7 @@ def training_seconds(run: Run) -> float:
     per_episode = TRAINING_S_PER_EPISODE.get(_base(run.solver), OTHER_TRAINING_S_PER_EPISODE)
     scale = max(1.0, run.scenario.devices / REFERENCE_DEVICES) * run.scenario.slots / REFERENCE_SLOTS
     points = EVALUATIONS_PER_RUN if run.eval_every is None else -(-budget // max(run.eval_every, 1))
-    return per_episode * budget * scale + points * run.eval_seeds * episode_seconds(run)
+    return TRAINING_START_S + per_episode * budget * scale + points * run.eval_seeds * episode_seconds(run)
 
 
 def run_seconds(run: Run, cache: RunCache | None = None) -> float:
