@@ -1,7 +1,9 @@
-"""Figures of the studies, drawn from the saved long-form table alone (seaborn, 95% intervals
-over seeds). Every figure has three panels: the paper's system cost (the sum over slots of the
-P2 cost (20)) beside the physical KPIs that P1 is really about (docs/model.md section 5): the energy
-efficiency eta_EE (13) and the mean local backlog (7a)."""
+"""Figures of the studies, drawn from the saved long-form table alone (seaborn, 95% bootstrap
+intervals over the table's rows: replicates x evaluation episodes, or replicates on a learning
+curve), with a caption stating each learned solver's training budget. Every figure has three
+panels: the paper's system cost (the sum over slots of the P2 cost (20)) beside the physical KPIs
+that P1 is really about (docs/model.md section 5): the energy efficiency eta_EE (13) and the mean
+local backlog (7a)."""
 
 from __future__ import annotations
 
@@ -92,7 +94,7 @@ def draw_curves(table, stem: Path, title: str, hue: str = "solver") -> None:
         if axis.get_legend() is not None:
             axis.get_legend().remove()
     _legend_below(figure, axes[0])
-    _caption(figure, table)
+    _caption(figure, table, curves=True)
     figure.suptitle(title)
     _save(figure, stem)
 
@@ -105,13 +107,15 @@ def _legend_below(figure, axis) -> None:
     figure.tight_layout(rect=(0, 0.14, 1, 0.95))
 
 
-def _caption(figure, table) -> None:
+def _caption(figure, table, curves: bool = False) -> None:
     """The budgets behind the figure, on the figure: training episodes of each learned solver,
     replicates and evaluation episodes."""
     evaluated = table[table["phase"] == "eval"]
     episodes = evaluated.groupby("seed")["evaluation_seed"].nunique()
-    text = (f"{budget_line(table)} {evaluated['seed'].nunique()} replicates x "
-            f"{'/'.join(map(str, sorted(set(episodes))))} held-out episodes; bands: 95% bootstrap intervals.")
+    shown = ("points: means over replicates on the validation episodes" if curves else
+             f"points: means over {evaluated['seed'].nunique()} replicates x "
+             f"{'/'.join(map(str, sorted(set(episodes))))} held-out episodes")
+    text = f"{budget_line(table)} {shown}; bands: 95% bootstrap intervals."
     figure.text(0.5, 0.005, text, ha="center", va="bottom", fontsize="x-small", wrap=True)
 
 
