@@ -272,6 +272,8 @@ def train(run: Run, cache: RunCache, progress: bool):
     rows = [] if curve is None else [{name: _finite(value) for name, value in point.items()}
                                      for point in curve.to_dict("records")]
     episodes = run.budget
+    if episodes is None and rows:  # a solver without a stated default: what its curve reached
+        episodes = int(max(point["episode"] for point in rows))
     info = {"run": run.describe(), "key": run.training_key(), "training_s": training_s, "episodes": episodes,
             "curve": rows}
     write_json(record, info)

@@ -312,6 +312,14 @@ def test_paper_runs_every_study_into_one_report(tmp_path, capsys):
     assert re.search(r"system cost: \*\*(holds|does not hold|not resolved)\*\*: .* = .* \[", report)
 
 
+@pytest.mark.parametrize("argv, flag", [(["--episodes-per-seed", "0"], "--episodes-per-seed"),
+                                        (["--seeds", "0"], "--seeds"), (["--only", "fig9"], "--only")])
+def test_paper_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, flag):
+    assert paper.main([*argv, "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and flag in error and error.startswith("python -m studies.paper")
+
+
 def test_paper_keeps_tables_over_the_limit_in_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(paper, "CSV_LIMIT", 10)
     out, cache = tmp_path / "published", tmp_path / "cache"
