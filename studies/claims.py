@@ -321,7 +321,7 @@ def budget_line(table: pd.DataFrame) -> str:
     parts = []
     for solver, rows in trained.groupby("solver", sort=False):
         settings = rows.groupby("episode")[["devices", "sbs"]].apply(
-            lambda r: sorted({f"N={n} M={m}" for n, m in zip(r["devices"], r["sbs"])}))
+            lambda r: [f"N={n} M={m}" for n, m in sorted(set(zip(r["devices"], r["sbs"])))])
         if len(settings) == 1:
             parts.append(f"{solver} {int(settings.index[0])}")
         else:

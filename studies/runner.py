@@ -115,8 +115,9 @@ class Run:
         return f"{self.solver}_N{self.scenario.devices}_M{self.scenario.sbs}_s{self.seed}_{digest}"
 
     def describe(self) -> dict:
+        training = {"episodes": self.budget} if self.learned else {}
         return {"solver": self.solver, "devices": self.scenario.devices, "sbs": self.scenario.sbs,
-                "seed": self.seed, **dict(self.hyper)}
+                "seed": self.seed, **dict(self.hyper), **training, "evaluation_episodes": self.evaluation_episodes}
 
 
 @dataclass

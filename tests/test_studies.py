@@ -500,3 +500,12 @@ def test_a_claim_is_decided_on_the_paired_difference_and_follows_the_table():
     assert claims.ordering(_two_solver_values(a, b), ["a", "b"])[0].state == "not resolved"
     # with a single replicate nothing is resolved: the training seed's variation is unknown
     assert claims.ordering(_two_solver_values(b[:1], [[v + 1 for v in b[0]]]), ["a", "b"])[0].state == "not resolved"
+
+
+def test_the_budget_line_names_each_budget_and_where_it_applied():
+    rows = [{"solver": "a3c", "devices": n, "sbs": 3, "phase": "eval", "episode": 12000 if n == 20 else 300}
+            for n in (5, 10, 20)] + [{"solver": "bcd", "devices": 20, "sbs": 3, "phase": "eval", "episode": None},
+                                     {"solver": "dqn", "devices": 20, "sbs": 3, "phase": "eval", "episode": 1600}]
+    table = pd.DataFrame(rows).astype({"episode": "Int64"})
+    assert claims.budget_line(table) == ("Training episodes: a3c 300 (N=5 M=3; N=10 M=3), 12000 (N=20 M=3); "
+                                         "dqn 1600.")
