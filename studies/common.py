@@ -80,12 +80,12 @@ that ship, with ten learning-curve points per run on 3 validation episodes."""
 
 LEARNING_RATE = Budget(seeds=5, episodes=1000, eval_every=100, eval_seeds=3, episodes_per_seed=10)
 """Paper scale of Fig. 8: four learning rates x 5 replicates at the default budget would alone
-take about 2.5 hours; 1,000 episodes (a learning-rate schedule annealed over them) rank the rates
-in a tenth of that."""
+take about 3 hours; 1,000 episodes (the step size annealed over them) rank the rates in about
+20 minutes."""
 
 SWEEP = Budget(seeds=5, episodes=300, eval_every=300, eval_seeds=1, episodes_per_seed=10)
 """Paper scale of the sweeps (Figs. 5-7, except the shipped N = 20 point of Fig. 7): 300
-episodes per learned run (a3c: 15-30 s at N <= 40). 2.3 of the 4 hours ``studies.paper`` may
+episodes per learned run (a3c: 17-30 s at N <= 40). 2.3 of the 4 hours ``studies.paper`` may
 take on 2 cores go to the 15 shipped trainings of Fig. 4, and the sweeps' 150 trainings share
 the rest (``studies.estimate``): their policies are far from the shipped ones, which the
 figures' captions and the summaries state."""
