@@ -2,9 +2,10 @@
 summary pipeline. A study (one module per figure of the paper) subclasses ``Study`` and
 overrides only what differs: its extra arguments, its plan of runs, its figure and its claims.
 
-Common options: ``--quick`` (small budgets), ``--seeds K``, ``--out DIR`` (default
-``results/NAME``), ``--jobs J`` (runs in parallel processes), ``--solvers a,b,c`` (any
-registered names), ``--episodes E`` (training budget of learned solvers), ``--slots T``,
+Common options: ``--quick`` (small budgets), ``--seeds K`` (replicates), ``--episodes-per-seed K``
+(held-out evaluation episodes per replicate), ``--out DIR`` (default ``results/NAME``), ``--jobs J``
+(runs in parallel processes), ``--solvers a,b,c`` (any registered names), ``--episodes E``
+(training budget of learned solvers), ``--slots T``,
 ``--cache DIR`` (the run cache, default ``OUT/runs``) and ``--plot-only`` (redraw the figure
 and the summary from ``NAME.csv``). Bad arguments exit with code 2 and a one-line message.
 
@@ -26,7 +27,8 @@ from pathlib import Path
 from dtnopt.config import Scenario
 from dtnopt.registry import resolve as resolve_solver
 
-from .runner import Run, execute_all, long_table, write_atomically, write_json
+from .estimate import hours, plan_seconds
+from .runner import EPISODES_MAX, REPLICATES_MAX, Run, execute_all, long_table, write_atomically, write_json
 
 
 class UsageError(Exception):
@@ -56,25 +58,37 @@ class StudyParser(argparse.ArgumentParser):
 class Budget:
     """How much work a study does in one mode (``--quick`` or the paper-scale default)."""
 
-    seeds: int  # independent replicates (training seeds, evaluation episodes)
+    seeds: int  # independent replicates (training seeds; each owns its evaluation episodes)
     episodes: int | None  # training episodes per learned run (None: the solver's default)
-    eval_every: int | None  # learning-curve point every this many episodes (None: at the end only)
+    eval_every: int | None  # learning-curve point every this many episodes (None: ten per run)
     eval_seeds: int  # validation episodes per learning-curve point
+    episodes_per_seed: int  # K, held-out evaluation episodes per replicate
     slots: int = 200  # T, slots per episode (the paper's default)
 
 
-QUICK = Budget(seeds=2, episodes=32, eval_every=16, eval_seeds=1)
+DEFAULT_POINT = (20, 3)
+"""(N, M) of the paper's default scenario, where the shipped policies are compared."""
+
+QUICK = Budget(seeds=2, episodes=32, eval_every=16, eval_seeds=1, episodes_per_seed=2)
 """``--quick``: a smoke run of every study in a few minutes on 2 cores (learned solvers barely
 trained: the figures show the pipeline, not the paper's claims)."""
 
-PAPER = Budget(seeds=3, episodes=1500, eval_every=150, eval_seeds=3)
-"""The default (paper-scale) budget of the learning-curve studies (Figs. 4, 8): 9 and 12
-trainings. Studies with the same budget share trained models through a shared cache
-(``studies.paper``): e.g. a3c at N = 20, M = 3 and the default learning rate."""
+SHIPPED = Budget(seeds=5, episodes=None, eval_every=None, eval_seeds=3, episodes_per_seed=10)
+"""Paper scale at the default point (Fig. 4, and the N = 20 point of Fig. 7): each learned
+solver trains with its own default budget (a3c 12,000 episodes, dqn 1,600), i.e. the policies
+that ship, with ten learning-curve points per run on 3 validation episodes."""
 
-SWEEP = Budget(seeds=3, episodes=1000, eval_every=1000, eval_seeds=1)
-"""The default budget of the sweeps (Figs. 5-7): 24 to 36 trainings each, so two thirds of the
-learning-curve budget per training keeps each study within about 2 hours on 2 cores."""
+LEARNING_RATE = Budget(seeds=5, episodes=1000, eval_every=100, eval_seeds=3, episodes_per_seed=10)
+"""Paper scale of Fig. 8: four learning rates x 5 replicates at the default budget would alone
+take about 3 hours; 1,000 episodes (the step size annealed over them) rank the rates in about
+20 minutes."""
+
+SWEEP = Budget(seeds=5, episodes=300, eval_every=300, eval_seeds=1, episodes_per_seed=10)
+"""Paper scale of the sweeps (Figs. 5-7, except the shipped N = 20 point of Fig. 7): 300
+episodes per learned run (a3c: 17-30 s at N <= 40). 2.3 of the 4 hours ``studies.paper`` may
+take on 2 cores go to the 15 shipped trainings of Fig. 4, and the sweeps' 150 trainings share
+the rest (``studies.estimate``): their policies are far from the shipped ones, which the
+figures' captions and the summaries state."""
 
 
 def _comma_separated(kind, described: str):
@@ -132,8 +146,9 @@ class Study:
     solvers: tuple = ()  # default solver names
     label_columns: tuple = ()  # extra swept columns of the long-form table besides devices, sbs
     curves = False  # draws learning curves: non-learned solvers are also scored on the validation episodes
+    shipped_point = False  # at paper scale, learned runs at DEFAULT_POINT train with the SHIPPED budget
     quick = QUICK
-    full = PAPER
+    full = SHIPPED
 
     # --- what a study overrides ---
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -164,10 +179,13 @@ class Study:
         training = {}
         if resolve_solver(solver)[0].learned:
             training = {"episodes": args.episodes, "eval_every": args.eval_every, "eval_seeds": args.eval_seeds}
+            if self.shipped_point and args.shipped and (devices, sbs) == DEFAULT_POINT:
+                training = {"episodes": SHIPPED.episodes, "eval_every": SHIPPED.eval_every,
+                            "eval_seeds": SHIPPED.eval_seeds}
         elif self.curves:  # a reference line of a learning-curve figure: scored where the curves are
             training = {"reference_seeds": args.eval_seeds}
         return Run(solver, scenario, seed, hyper=canonical_hyper(solver, scenario, hyper or {}),
-                   labels=tuple((labels or {}).items()), **training)
+                   labels=tuple((labels or {}).items()), evaluation_episodes=args.episodes_per_seed, **training)
 
     def parser(self) -> argparse.ArgumentParser:
         parser = StudyParser(prog=f"python -m studies.{self.name}", description=self.title)
@@ -179,6 +197,9 @@ class Study:
                             help=f"comma-separated registered solver names (default {','.join(self.solvers)})")
         parser.add_argument("--episodes", type=int, default=None,
                             help="training episodes per learned run (default: the budget's)")
+        parser.add_argument("--episodes-per-seed", type=int, default=None,
+                            help=f"K, held-out evaluation episodes per replicate (default {self.full.episodes_per_seed}; "
+                                 f"--quick {self.quick.episodes_per_seed})")
         parser.add_argument("--slots", type=int, default=None, help="T, slots per episode (default 200)")
         parser.add_argument("--cache", default=None, help="run cache directory (default OUT/runs)")
         parser.add_argument("--plot-only", action="store_true", help=f"redraw from OUT/{self.name}.csv only")
@@ -188,7 +209,8 @@ class Study:
     def resolve(self, args) -> None:
         """Fill defaults from the budget and validate (``UsageError`` on a bad value)."""
         budget = self.quick if args.quick else self.full
-        for name in ("seeds", "episodes", "slots"):
+        args.shipped = not args.quick and args.episodes is None  # no budget forced on the default point
+        for name in ("seeds", "episodes", "episodes_per_seed", "slots"):
             if getattr(args, name) is None:
                 setattr(args, name, getattr(budget, name))
         args.eval_every, args.eval_seeds = budget.eval_every, budget.eval_seeds
@@ -197,6 +219,11 @@ class Study:
         for flag, value, low in (("--seeds", args.seeds, 1), ("--jobs", args.jobs, 1), ("--slots", args.slots, 1)):
             if value < low:
                 raise UsageError(f"argument {flag}: must be an integer >= {low}, got {value}")
+        if args.seeds > REPLICATES_MAX:
+            raise UsageError(f"argument --seeds: must be an integer in [1, {REPLICATES_MAX}], got {args.seeds}")
+        if not 1 <= args.episodes_per_seed <= EPISODES_MAX:
+            raise UsageError(f"argument --episodes-per-seed: must be an integer in [1, {EPISODES_MAX}], "
+                             f"got {args.episodes_per_seed}")
         if args.episodes is not None and args.episodes < 1:
             raise UsageError(f"argument --episodes: must be an integer >= 1, got {args.episodes}")
         if args.slots > 100_000:
@@ -228,6 +255,13 @@ class Study:
         write_atomically(paths["md"], lambda p: p.write_text(summary(self.title, table, claims, means, notes)))
         return verdict_counts(claims)
 
+    def planned(self, argv) -> tuple:
+        """(resolved arguments, runs) of a command line, without running anything (a bad argument
+        is a ``UsageError``)."""
+        args = self.parser().parse_args(list(argv))
+        self.resolve(args)
+        return args, self.plan(args)
+
     def main(self, argv=None) -> int:
         argv = sys.argv[1:] if argv is None else list(argv)
         try:
@@ -246,7 +280,8 @@ class Study:
             if not paths["csv"].is_file():
                 raise UsageError(f"argument --plot-only: no table at {paths['csv']}; run the study first")
             table = pd.read_csv(paths["csv"])
-            table["episode"] = table["episode"].astype("Int64")
+            for column in ("episode", "evaluation_seed"):
+                table[column] = table[column].astype("Int64")
             verdicts = self.report(table, args.out)
             print(f"{self.name}: redrew {paths['png']} and {paths['md']} from {paths['csv']} ({verdicts})")
             return 0
@@ -261,7 +296,11 @@ class Study:
             "scenario": Scenario(slots=args.slots).to_dict(),
             "runs": [run.describe() for run in dict.fromkeys(runs)],
         }
+        total, remaining = plan_seconds(runs, args.cache)
+        config["estimate_s"] = {"total": round(total), "remaining": round(remaining)}
         write_json(paths["json"], config)
+        print(f"{self.name}: {len(dict.fromkeys(runs))} runs; estimated compute on 2 cores {hours(total)}, "
+              f"{hours(remaining)} of it not in the cache ({args.cache})", flush=True)
         started = time.perf_counter()
         progress = execute_all(runs, args.cache, jobs=args.jobs, label=self.name)
         table = long_table(self.name, runs, args.cache, self.label_columns)

@@ -1,7 +1,9 @@
-"""Figures of the studies, drawn from the saved long-form table alone (seaborn, 95% intervals
-over seeds). Every figure has three panels: the paper's system cost (the sum over slots of the
-P2 cost (20)) beside the physical KPIs that P1 is really about (docs/model.md section 5): the energy
-efficiency eta_EE (13) and the mean local backlog (7a)."""
+"""Figures of the studies, drawn from the saved long-form table alone (seaborn, 95% bootstrap
+intervals over the table's rows: replicates x evaluation episodes, or replicates on a learning
+curve), with a caption stating each learned solver's training budget. Every figure has three
+panels: the paper's system cost (the sum over slots of the P2 cost (20)) beside the physical KPIs
+that P1 is really about (docs/model.md section 5): the energy efficiency eta_EE (13) and the mean
+local backlog (7a)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .claims import mean_interval  # noqa: E402
+from .claims import budget_line, mean_interval  # noqa: E402
 
 PANELS = (
     ("system_cost", "system cost (sum of P2 cost (20))"),
@@ -56,6 +58,7 @@ def draw_sweep(table, x: str, stem: Path, title: str, style: str | None = None) 
         if axis.get_legend() is not None:
             axis.get_legend().remove()
     _legend_below(figure, axes[0])
+    _caption(figure, table)
     figure.suptitle(title)
     _save(figure, stem)
 
@@ -91,6 +94,7 @@ def draw_curves(table, stem: Path, title: str, hue: str = "solver") -> None:
         if axis.get_legend() is not None:
             axis.get_legend().remove()
     _legend_below(figure, axes[0])
+    _caption(figure, table, curves=True)
     figure.suptitle(title)
     _save(figure, stem)
 
@@ -98,9 +102,21 @@ def draw_curves(table, stem: Path, title: str, hue: str = "solver") -> None:
 def _legend_below(figure, axis) -> None:
     handles, labels = axis.get_legend_handles_labels()
     if handles:
-        figure.legend(handles, labels, loc="lower center", ncol=min(len(handles), 6), fontsize="small",
-                      frameon=False)
-        figure.tight_layout(rect=(0, 0.1, 1, 0.95))
+        figure.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.04), ncol=min(len(handles), 6),
+                      fontsize="small", frameon=False)
+    figure.tight_layout(rect=(0, 0.14, 1, 0.95))
+
+
+def _caption(figure, table, curves: bool = False) -> None:
+    """The budgets behind the figure, on the figure: training episodes of each learned solver,
+    replicates and evaluation episodes."""
+    evaluated = table[table["phase"] == "eval"]
+    episodes = evaluated.groupby("seed")["evaluation_seed"].nunique()
+    shown = ("points: means over replicates on the validation episodes" if curves else
+             f"points: means over {evaluated['seed'].nunique()} replicates x "
+             f"{'/'.join(map(str, sorted(set(episodes))))} held-out episodes")
+    text = f"{budget_line(table)} {shown}; bands: 95% bootstrap intervals."
+    figure.text(0.5, 0.005, text, ha="center", va="bottom", fontsize="x-small", wrap=True)
 
 
 def _snap(episodes):

@@ -12,32 +12,36 @@ import sys
 
 import numpy as np
 
-from .claims import METRICS, Claim, Verdict, evaluations, mean_interval, means_table, per_seed
-from .common import Study, UsageError, float_list
+from .claims import METRICS, Claim, Verdict, difference, evaluations, means_table
+from .common import LEARNING_RATE, Study, UsageError, float_list
 from .figures import draw_curves
 
 PAPER_BEST = 1e-3
 
 
 def best_rate_verdicts(values, solver: str, best: float = PAPER_BEST) -> list:
-    """Verdicts of "``best`` gives the lowest final metric": the rate of lowest mean, resolved
-    when the interval of its paired difference to the runner-up excludes zero."""
+    """Verdicts of "``best`` gives the lowest final metric": decided on the paired difference of
+    ``best`` to the runner-up when it has the lowest mean (holds when that difference is resolved
+    below 0), else to the rate of lowest mean (does not hold when resolved above 0)."""
     runs = values[values["solver"] == solver]
     verdicts = []
     for metric, name in METRICS:
-        by_seed = per_seed(runs, "learning_rate", metric)
-        means = by_seed.mean().dropna().sort_values()
-        if best not in means.index:
+        means = runs.groupby("learning_rate")[metric].mean().dropna().sort_values()
+        if not any(np.isclose(rate, best) for rate in means.index):
             verdicts.append(Verdict(name, None, False, f"learning rate {best:g} not run"))
             continue
         ranking = list(means.index)
-        holds = np.isclose(ranking[0], best)
-        resolved = False
-        if len(ranking) > 1:
-            mean, half = mean_interval((by_seed[ranking[1]] - by_seed[ranking[0]]).dropna())
-            resolved = mean - half > 0
-        evidence = ", ".join(f"{rate:g}: {mean_interval(by_seed[rate])[0]:.4g}" for rate in ranking)
-        verdicts.append(Verdict(name, bool(holds), resolved, f"lowest first: {evidence}"))
+        chosen = next(rate for rate in ranking if np.isclose(rate, best))
+        ranked = ", ".join(f"{rate:g}: {means[rate]:.4g}" for rate in ranking)
+        holds = ranking[0] == chosen
+        if len(ranking) == 1:
+            verdicts.append(Verdict(name, holds, False, f"only one rate with values: {ranked}"))
+            continue
+        rival = ranking[1] if holds else ranking[0]
+        paired = difference(runs, "learning_rate", chosen, rival, metric)
+        resolved = paired.resolved and (paired.mean < 0) == holds
+        verdicts.append(Verdict(name, holds, resolved,
+                                f"lowest first: {ranked}; {paired.text(lambda rate: f'lr {rate:g}')}"))
     return verdicts
 
 
@@ -47,6 +51,7 @@ class LearningRateStudy(Study):
     title = "Fig. 8: impact of the learning rate"
     solvers = ("a3c",)
     label_columns = ("learning_rate",)
+    full = LEARNING_RATE
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--rates", type=float_list, default=[1e-2, 1e-3, 1e-4, 1e-5],

@@ -1,32 +1,56 @@
-"""Every study of the paper (Figs. 4-8) and one report, ``OUT/REPORT.md`` (default
-``results/paper``), linking each figure and summary and repeating each study's claims.
+"""Every study of the paper (Figs. 4-8) and one published report.
 
-The studies share one run cache (``OUT/runs``), so a model trained for one figure (e.g. ``a3c``
-at N = 20, M = 3 with the same budget) is reused by the others, and a rerun redoes nothing.
+    python -m studies.paper [--quick] [--out DIR] [--cache DIR] [--seeds K] [--jobs J] [--only ablation,sbs]
 
-    python -m studies.paper [--quick] [--seeds K] [--jobs J] [--only ablation,sbs] [--plot-only]
+The studies run with one shared run cache, ``CACHE/runs`` (default ``results/paper-cache``),
+so a model trained for one figure (``a3c`` at N = 20, M = 3, the shipped policy) is reused by
+the others, and a rerun redoes nothing; each study's own outputs (long-form table, configuration,
+summary, figure) stay in ``CACHE/NAME``. ``OUT`` (default ``results/paper``; the repository
+publishes ``docs/results``) receives only what is meant to be read and committed:
+``REPORT.md`` (every claim x metric with its verdict and numbers, the notes on what differs from
+the paper and why, the budgets, the git commit, the exact command and each study's measured wall
+time), one PNG per figure (``fig4_ablation.png`` ... ``fig8_learning_rate.png``) and the
+long-form CSVs when they total at most ``CSV_LIMIT`` bytes (else they stay in ``CACHE``).
+Before anything runs, the compute of the whole plan is estimated and printed
+(``studies.estimate``).
 """
 
 from __future__ import annotations
 
+import json
 import shlex
+import shutil
+import subprocess
 import sys
+from importlib import import_module
 from pathlib import Path
 
-from .common import UsageError, StudyParser, name_list
+from .common import StudyParser, UsageError, name_list, writable_directory
+from .estimate import hours, plan_seconds
 from .runner import write_atomically
 
 STUDIES = ("ablation", "sbs", "devices", "vs_dqn", "learning_rate")
+
+FIGURES = {"ablation": "fig4_ablation", "sbs": "fig5_sbs", "devices": "fig6_devices", "vs_dqn": "fig7_vs_dqn",
+           "learning_rate": "fig8_learning_rate"}
+"""The published file name of each study's figure."""
+
+CSV_LIMIT = 2_000_000
+"""Long-form tables are published beside the report only while they total at most this many bytes."""
 
 
 def build_parser():
     parser = StudyParser(prog="python -m studies.paper", description="all the paper's studies and one report")
     parser.add_argument("--quick", action="store_true", help="small budgets for every study")
-    parser.add_argument("--seeds", type=int, default=None, help="independent seeds (default: each study's)")
+    parser.add_argument("--seeds", type=int, default=None, help="replicates (default: each study's)")
+    parser.add_argument("--episodes-per-seed", type=int, default=None,
+                        help="held-out evaluation episodes per replicate (default: each study's)")
     parser.add_argument("--jobs", type=int, default=1, help="runs executed in parallel processes (default 1)")
     parser.add_argument("--episodes", type=int, default=None, help="training episodes of learned runs (default: each study's)")
     parser.add_argument("--slots", type=int, default=None, help="T, slots per episode (default 200)")
-    parser.add_argument("--out", default="results/paper", help="output directory (default results/paper)")
+    parser.add_argument("--out", default="results/paper", help="published report and figures (default results/paper)")
+    parser.add_argument("--cache", default="results/paper-cache",
+                        help="run cache and the studies' own outputs (default results/paper-cache)")
     parser.add_argument("--learned", default="a3c", help="the proposed learned solver (default a3c)")
     parser.add_argument("--benchmark", default="dqn", help="the DRL benchmark of Fig. 7 (default dqn)")
     parser.add_argument("--reference", default="bcd", help="the non-learned reference (default bcd)")
@@ -47,11 +71,11 @@ def study_arguments(name: str, args) -> list:
         "vs_dqn": [learned, args.benchmark, reference],
         "learning_rate": [learned, reference],
     }[name]
-    argv = ["--solvers", ",".join(solvers), "--out", str(Path(args.out) / name), "--cache", str(Path(args.out) / "runs"),
-            "--jobs", str(args.jobs)]
-    for flag in ("seeds", "episodes", "slots"):
+    argv = ["--solvers", ",".join(solvers), "--out", str(Path(args.cache) / name), "--cache",
+            str(Path(args.cache) / "runs"), "--jobs", str(args.jobs)]
+    for flag in ("seeds", "episodes", "episodes_per_seed", "slots"):
         if getattr(args, flag) is not None:
-            argv += [f"--{flag}", str(getattr(args, flag))]
+            argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     if args.quick:
         argv.append("--quick")
     if args.plot_only:
@@ -59,41 +83,115 @@ def study_arguments(name: str, args) -> list:
     return argv
 
 
-def report(out: Path, names) -> str:
-    """REPORT.md: per study, its figure, a link to its summary and the summary's claims."""
+def git_commit() -> str:
+    """The short commit of the working tree, or "unknown" outside a git checkout."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+
+
+def study_timing(path: Path) -> str:
+    """The measured wall time of a study's last execution, from its configuration record."""
+    try:
+        record = json.loads(path.read_text())
+        return (f"{record['wall_s']:.0f} s ({record['executed']} runs executed, {record['cached']} from the cache)")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "-"
+
+
+def _section(summary: str, heading: str) -> str:
+    """The body of a ``## heading`` section of a study summary ("" if absent)."""
+    parts = summary.split(f"## {heading}\n", 1)
+    return parts[1].split("\n## ", 1)[0].strip() if len(parts) > 1 else ""
+
+
+def report(out: Path, cache: Path, names, command: str, commit: str, timings: dict, estimates: dict,
+           published_csv: bool) -> str:
+    """REPORT.md: per study, its figure, how it was measured, every claim x metric with its
+    verdict and numbers, and its notes; the commit, the command and the timings."""
     lines = ["# The paper's figures, reproduced", "",
-             "Each section links a study's figure and summary and repeats its claims, checked on the system cost "
-             "and, because that cost is dominated by queue-drift terms (docs/model.md section 5), on eta_EE and the backlog.", ""]
+             f"Commit `{commit}`; command `{command}`. Each claim of the paper is decided on paired per-episode "
+             "differences with a 95% stratified bootstrap interval (replicates, then held-out episodes within "
+             "them): **holds** / **does not hold** when the interval excludes 0, else **not resolved**; each is "
+             "checked on the system cost and, because that cost is dominated by queue-drift terms "
+             "(docs/model.md section 5), on eta_EE and the backlog.", "",
+             "| study | estimated compute alone (2 cores, from scratch) | measured wall time of its last execution |",
+             "|---|---|---|"]
     for name in names:
-        summary = (out / name / f"{name}.md").read_text()
+        lines.append(f"| {name} | {hours(estimates.get(name, 0.0))} | {timings.get(name, '-')} |")
+    lines.append("")
+    if not published_csv:
+        lines += [f"The long-form tables exceed {CSV_LIMIT / 1e6:.0f} MB together and are not published here; they "
+                  f"are in `{cache}/NAME/NAME.csv`.", ""]
+    for name in names:
+        summary = (cache / name / f"{name}.md").read_text()
         title, _, body = summary.partition("\n")
-        claims = body.split("## Claims", 1)[-1].split("## Measured", 1)[0].strip()
-        lines += [f"## {title.lstrip('# ')}", "", f"![{name}]({name}/{name}.png)", "",
-                  f"Summary: [{name}/{name}.md]({name}/{name}.md); table: [{name}/{name}.csv]({name}/{name}.csv).", "",
-                  claims, ""]
+        measured = body.strip().split("\n\n", 1)[0]
+        lines += [f"## {title.lstrip('# ')}", "", f"![{name}]({FIGURES[name]}.png)", "", measured, "",
+                  "### Claims", "", _section(summary, "Claims"), ""]
+        notes = _section(summary, "Notes")
+        if notes:
+            lines += ["### What differs from the paper, and why", "", notes, ""]
+        if published_csv:
+            lines += [f"Table: [{name}.csv]({name}.csv).", ""]
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    from importlib import import_module
+def publish(out: Path, cache: Path, names) -> bool:
+    """Copy each figure (and the tables, if small enough) into ``out``; True if the tables went."""
+    for name in names:
+        shutil.copyfile(cache / name / f"{name}.png", out / f"{FIGURES[name]}.png")
+    tables = [cache / name / f"{name}.csv" for name in names]
+    small = sum(table.stat().st_size for table in tables) <= CSV_LIMIT
+    for table in tables:
+        if small:
+            shutil.copyfile(table, out / table.name)
+        else:
+            (out / table.name).unlink(missing_ok=True)  # never leave a stale copy beside the report
+    return small
 
+
+def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
         unknown = [name for name in args.only if name not in STUDIES]
         if unknown:
             raise UsageError(f"argument --only: unknown study {unknown[0]!r}; studies: {', '.join(STUDIES)}")
+        out, cache = Path(args.out), Path(args.cache)
+        if not args.plot_only:
+            writable_directory(out, "--out")
+            writable_directory(cache, "--cache")
+        plans = {}
+        for name in args.only:
+            try:
+                plans[name] = import_module(f"studies.{name}").STUDY.planned(study_arguments(name, args))[1]
+            except UsageError as error:
+                raise UsageError(f"study {name}: {error}") from None
     except UsageError as error:
         print(f"python -m studies.paper: error: {error}", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    estimates = {name: plan_seconds(runs)[0] for name, runs in plans.items()}
+    total, remaining = plan_seconds([run for runs in plans.values() for run in runs], cache / "runs")
+    if not args.plot_only:
+        print(f"paper: estimated compute on 2 cores {hours(total)} for {len(args.only)} studies (models shared "
+              f"between studies counted once), {hours(remaining)} of it not in the cache ({cache / 'runs'}); "
+              "per study alone: " + ", ".join(f"{name} {hours(seconds)}" for name, seconds in estimates.items()),
+              flush=True)
     for name in args.only:
-        print(f"== python -m studies.{name} {shlex.join(study_arguments(name, args))}")
+        print(f"== python -m studies.{name} {shlex.join(study_arguments(name, args))}", flush=True)
         code = import_module(f"studies.{name}").STUDY.main(study_arguments(name, args))
         if code != 0:
             return code
+    timings = {name: study_timing(cache / name / f"{name}.json") for name in args.only}
     out.mkdir(parents=True, exist_ok=True)
-    write_atomically(out / "REPORT.md", lambda p: p.write_text(report(out, args.only)))
+    published_csv = publish(out, cache, args.only)
+    command = shlex.join(["python", "-m", "studies.paper", *argv])
+    text = report(out, cache, args.only, command, git_commit(), timings, estimates, published_csv)
+    write_atomically(out / "REPORT.md", lambda p: p.write_text(text))
     print(f"paper: {out / 'REPORT.md'}")
     return 0
 

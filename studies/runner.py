@@ -1,22 +1,25 @@
 """Units of work of the studies, their resumable on-disk cache, and the executor.
 
-A ``Run`` is one unit of work: a solver on a scenario for one independent seed (optionally with
+A ``Run`` is one unit of work: a solver on a scenario for one replicate (optionally with
 hyper-parameters). Executing it trains the solver if it is learned (once per solver, scenario,
-seed, hyper-parameters and budget: the checkpoint and learning curve are cached) and evaluates
-it on one held-out episode. Every finished run is written to the cache as it finishes, through a
-temporary file and an atomic rename, so an interrupted study resumes where it stopped and a
-rerun with the same arguments redoes nothing.
+replicate, hyper-parameters and budget: the checkpoint and learning curve are cached) and scores
+it on the ``evaluation_episodes`` held-out episodes of its replicate. Every finished run is written
+to the cache as it finishes, through a temporary file and an atomic rename, so an interrupted
+study resumes where it stopped and a rerun with the same arguments redoes nothing.
 
 Seeds: replicate ``k`` trains a learned solver with ``seed=k`` (training episodes use seeds below
-``HELD_OUT_SEED_BASE``) and evaluates every solver on the held-out episode
-``HELD_OUT_SEED_BASE + k``, so all solvers of replicate ``k`` face the same episode (paired).
+``HELD_OUT_SEED_BASE``) and scores every solver on the held-out episodes
+``HELD_OUT_SEED_BASE + k * EPISODES_MAX + e``, ``e = 0 .. K-1`` (``evaluation_seeds``): all
+solvers of replicate ``k`` face the same K episodes (paired), the episodes of two replicates
+never coincide, and all stay below ``VALIDATION_SEED_BASE``, the learning curves' episodes.
 
 Cache layout (``root``): ``models/STEM.pt`` (checkpoint), ``models/STEM.json`` (training record
-with the learning curve, written last), ``results/STEM.json`` (the KPIs of the evaluation
-episode). ``STEM`` names the solver, N, M and seed and ends in a digest of everything that
-defines the run, ``dtnopt.MODEL_VERSION`` included. A cache file that cannot be read (truncated,
-empty, not a checkpoint) is reported by name on stderr and redone, never read as data; temporary
-files of runs whose process is gone are removed when a study starts.
+with the learning curve, written last), ``results/STEM.json`` (the KPIs of every evaluation
+episode). ``STEM`` names the solver, N, M and replicate and ends in a digest of everything that
+defines the run: ``dtnopt.MODEL_VERSION``, the budget (a default budget by its value) and, for
+results, the evaluation seeds. A cache file that cannot be read (truncated, empty, not a
+checkpoint) is reported by name on stderr and redone, never read as data; temporary files of
+runs whose process is gone are removed when a study starts.
 """
 
 from __future__ import annotations
@@ -31,11 +34,34 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from dtnopt.config import MODEL_VERSION, Scenario
-from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, mean_kpis, run_episode, validation_seeds
+from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, VALIDATION_SEED_BASE, mean_kpis, run_episode, validation_seeds
 from dtnopt.registry import make, resolve
+
+EPISODES_MAX = 1000
+"""Most evaluation episodes per replicate: replicate ``k`` owns the held-out seeds
+``HELD_OUT_SEED_BASE + k * EPISODES_MAX + [0, EPISODES_MAX)``."""
+
+REPLICATES_MAX = (VALIDATION_SEED_BASE - HELD_OUT_SEED_BASE) // EPISODES_MAX
+"""Most replicates: their evaluation seeds stay below the validation seeds."""
+
+
+def evaluation_seeds(replicate: int, count: int) -> list:
+    """The held-out episode seeds of ``replicate``: ``count`` of them, the same for every solver."""
+    if not 0 <= replicate < REPLICATES_MAX or not 1 <= count <= EPISODES_MAX:
+        raise ValueError(f"replicate must be in [0, {REPLICATES_MAX}) and count in [1, {EPISODES_MAX}], "
+                         f"got {replicate}, {count}")
+    return [HELD_OUT_SEED_BASE + replicate * EPISODES_MAX + episode for episode in range(count)]
+
+
+@lru_cache(maxsize=None)
+def default_episodes(solver: str, scenario: Scenario, hyper: tuple) -> int | None:
+    """The training budget a learned solver uses when given none (its ``config.episodes``)."""
+    config = getattr(make(solver, scenario, **dict(hyper)), "config", None)
+    return getattr(config, "episodes", None)
 
 
 @dataclass(frozen=True)
@@ -51,14 +77,22 @@ class Run:
     eval_seeds: int = 3  # validation episodes per learning-curve point
     labels: tuple = ()  # extra (column, value) pairs of the long-form table, e.g. the swept rate
     reference_seeds: int = 0  # non-learned runs of curve studies: also scored on this many validation episodes
+    evaluation_episodes: int = 1  # K, held-out episodes the final solver is scored on
 
     @property
     def learned(self) -> bool:
         return bool(resolve(self.solver)[0].learned)
 
     @property
-    def evaluation_seed(self) -> int:
-        return HELD_OUT_SEED_BASE + self.seed
+    def evaluation_seeds(self) -> list:
+        return evaluation_seeds(self.seed, self.evaluation_episodes)
+
+    @property
+    def budget(self) -> int | None:
+        """Training episodes of a learned run, the solver's default resolved to its value."""
+        if not self.learned:
+            return None
+        return self.episodes if self.episodes is not None else default_episodes(self.solver, self.scenario, self.hyper)
 
     def training_key(self) -> dict:
         """Everything that defines a trained model (and its learning curve), the model version
@@ -67,20 +101,23 @@ class Run:
                "hyper": [list(pair) for pair in self.hyper]}
         if self.learned:
             key.update(episodes=self.episodes, eval_every=self.eval_every, eval_seeds=self.eval_seeds)
+            if self.episodes is None:  # a changed default is another budget
+                key.update(default_episodes=self.budget)
         elif self.reference_seeds:
             key.update(reference_seeds=self.reference_seeds)
         return key
 
     def result_key(self) -> dict:
-        return {**self.training_key(), "evaluation_seed": self.evaluation_seed}
+        return {**self.training_key(), "evaluation_seeds": self.evaluation_seeds}
 
     def stem(self, key: dict) -> str:
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.solver}_N{self.scenario.devices}_M{self.scenario.sbs}_s{self.seed}_{digest}"
 
     def describe(self) -> dict:
+        training = {"episodes": self.budget} if self.learned else {}
         return {"solver": self.solver, "devices": self.scenario.devices, "sbs": self.scenario.sbs,
-                "seed": self.seed, **dict(self.hyper)}
+                "seed": self.seed, **dict(self.hyper), **training, "evaluation_episodes": self.evaluation_episodes}
 
 
 @dataclass
@@ -106,8 +143,11 @@ class RunCache:
 
     def read_result(self, run: Run) -> dict:
         result = read_json(self.result(run))
-        if not isinstance(result.get("kpi"), dict) or set(result["kpi"]) != set(KPI_NAMES):
-            raise DamagedEntry(self.result(run), "no KPIs")
+        episodes = result.get("evaluations")
+        if (not isinstance(episodes, list) or [e.get("seed") if isinstance(e, dict) else None for e in episodes]
+                != run.evaluation_seeds
+                or any(not isinstance(e.get("kpi"), dict) or set(e["kpi"]) != set(KPI_NAMES) for e in episodes)):
+            raise DamagedEntry(self.result(run), "no KPIs of its evaluation episodes")
         return result
 
     def read_training(self, run: Run) -> dict:
@@ -224,7 +264,7 @@ def train(run: Run, cache: RunCache, progress: bool):
         os.replace(partial, model)
     except ArithmeticError as error:  # training diverged (non-finite loss): an outcome, not a crash
         info = {"run": run.describe(), "key": run.training_key(), "training_s": time.perf_counter() - started,
-                "episodes": run.episodes, "error": f"{type(error).__name__}: {error}", "curve": []}
+                "episodes": run.budget, "error": f"{type(error).__name__}: {error}", "curve": []}
         write_json(record, info)
         return None, info
     finally:
@@ -232,8 +272,8 @@ def train(run: Run, cache: RunCache, progress: bool):
             partial.unlink()
     rows = [] if curve is None else [{name: _finite(value) for name, value in point.items()}
                                      for point in curve.to_dict("records")]
-    episodes = run.episodes
-    if episodes is None and rows:
+    episodes = run.budget
+    if episodes is None and rows:  # a solver without a stated default: what its curve reached
         episodes = int(max(point["episode"] for point in rows))
     info = {"run": run.describe(), "key": run.training_key(), "training_s": training_s, "episodes": episodes,
             "curve": rows}
@@ -260,11 +300,14 @@ def _execute(run: Run, cache: RunCache, progress: bool) -> dict:
         solver, training = train(run, cache, progress)
     else:
         solver, training = make(run.solver, run.scenario, seed=run.seed, **dict(run.hyper)), {}
-    kpi = {} if solver is None else run_episode(solver, run.scenario, seed=run.evaluation_seed).kpi
+    evaluations = []
+    for seed in run.evaluation_seeds:
+        kpi = {} if solver is None else run_episode(solver, run.scenario, seed=seed).kpi
+        evaluations.append({"seed": seed, "kpi": {name: _finite(kpi.get(name)) for name in KPI_NAMES}})
     result = {
         "run": run.describe(),
         "key": run.result_key(),
-        "kpi": {name: _finite(kpi.get(name)) for name in KPI_NAMES},
+        "evaluations": evaluations,
         "training_s": training.get("training_s"),
         "episodes": training.get("episodes"),
     }
@@ -343,16 +386,19 @@ def execute_all(runs: list, root: Path, jobs: int = 1, label: str = "runs") -> P
 
 
 def long_table(study: str, runs: list, root: Path, label_columns: tuple = ()) -> "pandas.DataFrame":  # noqa: F821
-    """The long-form table of finished runs: one row per solver x seed x setting x metric.
+    """The long-form table of finished runs: one row per solver x replicate x evaluation episode x
+    setting x metric.
 
-    Columns: ``study, solver, seed, devices, sbs, *label_columns, phase, episode, metric, value``.
-    ``phase`` is ``eval`` for the evaluation episode of the (trained) solver, where ``episode``
-    is the training budget of a learned solver and empty otherwise, ``train`` for the points
-    of a learning curve (mean over its validation episodes) at training ``episode``, and
-    ``validation`` for a non-learned reference scored on those same validation episodes
-    (``Run.reference_seeds``), the level its curve-figure line is drawn at.
-    Metrics: ``dtnopt.loop.KPI_NAMES`` (``stable`` as 0/1), plus ``training_s`` and
-    ``training_failed`` (1 when training diverged; its KPIs are then empty) for learned solvers."""
+    Columns: ``study, solver, seed, devices, sbs, *label_columns, phase, episode,
+    evaluation_seed, metric, value``. ``seed`` is the replicate. ``phase`` is ``eval`` for the
+    held-out episodes of the final (trained) solver, one row per episode, its seed in
+    ``evaluation_seed`` and, for a learned solver, its training budget in ``episode``; ``train``
+    for the points of a learning curve (mean over its validation episodes) at training
+    ``episode``; ``validation`` for a non-learned reference scored on those same validation
+    episodes (``Run.reference_seeds``), the level its curve-figure line is drawn at.
+    Metrics: ``dtnopt.loop.KPI_NAMES`` (``stable`` as 0/1), plus, for learned solvers, the
+    properties of the trained model repeated on each of its evaluation episodes: ``training_s``
+    and ``training_failed`` (1 when training diverged; its KPIs are then empty)."""
     import pandas as pd
 
     cache = RunCache(root)
@@ -361,25 +407,29 @@ def long_table(study: str, runs: list, root: Path, label_columns: tuple = ()) ->
         base = {"study": study, "solver": run.solver, "seed": run.seed, "devices": run.scenario.devices,
                 "sbs": run.scenario.sbs, **{column: dict(run.labels).get(column) for column in label_columns}}
         result = cache.read_result(run)
-        metrics = dict(result["kpi"])
-        if run.learned:
-            metrics["training_s"] = result.get("training_s")
-            metrics["training_failed"] = float(bool(result.get("error")))
-        for metric, value in metrics.items():
-            rows.append({**base, "phase": "eval", "episode": result.get("episodes"), "metric": metric,
-                         "value": _number(value)})
+        for evaluation in result["evaluations"]:
+            metrics = dict(evaluation["kpi"])
+            if run.learned:
+                metrics["training_s"] = result.get("training_s")
+                metrics["training_failed"] = float(bool(result.get("error")))
+            for metric, value in metrics.items():
+                rows.append({**base, "phase": "eval", "episode": result.get("episodes"),
+                             "evaluation_seed": evaluation["seed"], "metric": metric, "value": _number(value)})
         for metric, value in (result.get("validation") or {}).items():
-            rows.append({**base, "phase": "validation", "episode": None, "metric": metric, "value": _number(value)})
+            rows.append({**base, "phase": "validation", "episode": None, "evaluation_seed": None, "metric": metric,
+                         "value": _number(value)})
         curve = cache.read_curve(run) if run.learned else None
         if curve is not None:
             for point in curve.to_dict("records"):
                 for metric in KPI_NAMES:
                     if metric in point:
-                        rows.append({**base, "phase": "train", "episode": point["episode"], "metric": metric,
-                                     "value": _number(point[metric])})
-    columns = ["study", "solver", "seed", "devices", "sbs", *label_columns, "phase", "episode", "metric", "value"]
+                        rows.append({**base, "phase": "train", "episode": point["episode"], "evaluation_seed": None,
+                                     "metric": metric, "value": _number(point[metric])})
+    columns = ["study", "solver", "seed", "devices", "sbs", *label_columns, "phase", "episode", "evaluation_seed",
+               "metric", "value"]
     table = pd.DataFrame(rows, columns=columns)
-    table["episode"] = pd.to_numeric(table["episode"], errors="coerce").astype("Int64")
+    for column in ("episode", "evaluation_seed"):
+        table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
     return table
 
 

@@ -25,16 +25,16 @@ def barely_matters(values, small: int, large: int, solver: str) -> list:
     span = values["sbs"].max() - values["sbs"].min()
     verdicts = []
     for metric, name in METRICS:
-        slope, half, _ = small_trend[metric]
-        large_slope, _, _ = large_trend[metric]
+        slope, low, high, _ = small_trend[metric]
+        large_slope = large_trend[metric][0]
         if not (np.isfinite(slope) and np.isfinite(large_slope)):
             verdicts.append(Verdict(name, None, False, "fewer than two values of M"))
             continue
         change, large_change = abs(slope) * span, abs(large_slope) * span
         holds = change < 0.5 * large_change
-        flat = abs(slope) <= half
-        verdicts.append(Verdict(name, holds, flat == holds,
-                                f"change over M at N={small}: {change:.4g} (slope {slope:.4g} ± {half:.4g}), "
+        flat = low <= 0 <= high
+        verdicts.append(Verdict(name, holds, flat == holds and values["seed"].nunique() >= 2,
+                                f"change over M at N={small}: {change:.4g} (slope {slope:.4g} [{low:.4g}, {high:.4g}]), "
                                 f"at N={large}: {large_change:.4g}"))
     return verdicts
 

@@ -24,10 +24,11 @@ from dtnopt import Scenario, make
 from dtnopt.loop import KPI_NAMES, held_out_seeds, run_episode, run_seeds, validation_seeds
 from dtnopt.registry import register
 from dtnopt.solver import NO_ABLATION, Solver
-from studies import ablation, devices, learning_rate, paper, runner, sbs, vs_dqn
+from studies import ablation, claims, devices, learning_rate, paper, runner, sbs, vs_dqn
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--seeds", "2", "--episodes", "3", "--slots", "8"]
+K = 2  # evaluation episodes per replicate in the tiny studies
+TINY = ["--seeds", "2", "--episodes", "3", "--slots", "8", "--episodes-per-seed", str(K)]
 
 
 @dataclass
@@ -131,15 +132,21 @@ def test_ablation_end_to_end(tmp_path, episode_counter):
     for kind in ("csv", "json", "png", "pdf", "md"):
         assert (tmp_path / f"ablation.{kind}").stat().st_size > 0, kind
     table = pd.read_csv(tmp_path / "ablation.csv")
-    assert list(table.columns) == ["study", "solver", "seed", "devices", "sbs", "phase", "episode", "metric", "value"]
+    assert list(table.columns) == ["study", "solver", "seed", "devices", "sbs", "phase", "episode", "evaluation_seed",
+                                   "metric", "value"]
     evaluation = table[table["phase"] == "eval"]
-    # one row per solver x seed x metric; learned ones also report their training time and failure
-    assert len(evaluation) == 6 * 2 * len(KPI_NAMES) + 3 * 2 * 2
+    # one row per solver x replicate x evaluation episode x metric; learned ones also report their
+    # training time and failure (repeated on each of their episodes)
+    assert len(evaluation) == 6 * 2 * K * len(KPI_NAMES) + 3 * 2 * K * 2
     assert set(evaluation["metric"]) == set(KPI_NAMES) | {"training_s", "training_failed"}
     curve = table[table["phase"] == "train"]
     assert set(curve["solver"]) == {"linear-test", "linear-test-no-cpu", "linear-test-no-radio"}
     assert sorted(curve["episode"].unique()) == [3]
-    assert evaluation.groupby(["solver", "metric"]).size().eq(2).all()
+    assert evaluation.groupby(["solver", "metric"]).size().eq(2 * K).all()
+    # replicate k is scored on its own K held-out episodes, the same for every solver
+    episodes = evaluation.groupby(["solver", "seed"])["evaluation_seed"].apply(lambda s: tuple(sorted(set(s))))
+    for (solver, seed), seeds in episodes.items():
+        assert seeds == tuple(runner.evaluation_seeds(seed, K)), solver
     # the references' lines on the curve figure sit at their level on the curves' validation episodes
     validation = table[(table["phase"] == "validation") & (table["metric"] == "system_cost")]
     assert set(validation["solver"]) == {"greedy", "greedy-no-cpu", "greedy-no-radio"}
@@ -147,8 +154,10 @@ def test_ablation_end_to_end(tmp_path, episode_counter):
     greedy = make("greedy", Scenario(devices=4, sbs=resolved["sbs"], slots=resolved["slots"]))
     expected = run_seeds(greedy, greedy.scenario, validation_seeds(resolved["eval_seeds"]))["system_cost"].mean()
     assert validation.loc[validation["solver"] == "greedy", "value"].to_numpy() == pytest.approx(expected)
-    # every solver faces the same held-out episodes, one per seed
-    assert sorted(set(seed for _, seed in episode_counter)) == held_out_seeds(2)
+    # every solver faces the same held-out episodes, K per replicate, disjoint across replicates
+    expected = runner.evaluation_seeds(0, K) + runner.evaluation_seeds(1, K)
+    assert sorted(set(seed for _, seed in episode_counter)) == expected and len(set(expected)) == 2 * K
+    assert expected[:1] == held_out_seeds(1) and max(expected) < validation_seeds(1)[0]
     assert LinearSearchSolver.fits == 3 * 2
     summary = (tmp_path / "ablation.md").read_text()
     for text in ("the full scheme beats both ablations: linear-test < linear-test-no-cpu, linear-test-no-radio", "matters more than CPU allocation: greedy-no-cpu < greedy-no-radio",
@@ -171,7 +180,7 @@ def test_resume_redoes_nothing(tmp_path, episode_counter, capsys):
     results = sorted((tmp_path / "runs" / "results").glob("linear-test-no-cpu_*"))
     results[0].unlink()
     assert _ablation(tmp_path) == 0
-    assert len(episode_counter) == done + 1 and LinearSearchSolver.fits == 6
+    assert len(episode_counter) == done + K and LinearSearchSolver.fits == 6
     again = pd.read_csv(tmp_path / "ablation.csv")
     timed = first["metric"] == "decision_ms"  # wall-clock time of the re-evaluated run
     pd.testing.assert_frame_equal(again[~timed], first[~timed])
@@ -212,7 +221,7 @@ def test_each_study_end_to_end(tmp_path, study, argv, claims):
     assert {"study", "solver", "seed", "devices", "sbs", "phase", "episode", "metric", "value"} <= set(table.columns)
     assert (table["study"] == study.name).all() and set(KPI_NAMES) <= set(table["metric"])
     assert table[table["phase"] == "eval"].groupby(["solver", "devices", "sbs", *study.label_columns, "metric"],
-                                                  dropna=False).size().eq(2).all()
+                                                  dropna=False).size().eq(2 * K).all()
     summary = (tmp_path / f"{study.name}.md").read_text()
     for claim in claims:
         assert claim in summary
@@ -256,6 +265,10 @@ def test_parallel_jobs_give_the_same_table(tmp_path):
 
 @pytest.mark.parametrize("study, argv, flag", [
     (ablation.STUDY, ["--seeds", "0"], "--seeds"),
+    (ablation.STUDY, ["--seeds", "1001"], "--seeds"),
+    (ablation.STUDY, ["--episodes-per-seed", "0"], "--episodes-per-seed"),
+    (ablation.STUDY, ["--episodes-per-seed", "1001"], "--episodes-per-seed"),
+    (ablation.STUDY, ["--episodes-per-seed", "two"], "--episodes-per-seed"),
     (ablation.STUDY, ["--jobs", "0"], "--jobs"),
     (ablation.STUDY, ["--episodes", "0"], "--episodes"),
     (ablation.STUDY, ["--solvers", "greedy,no-such-solver"], "--solvers"),
@@ -279,15 +292,51 @@ def test_module_entry_point_exits_2(tmp_path):
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "--seeds" in done.stderr
 
 
-def test_paper_runs_every_study_into_one_report(tmp_path):
+def test_paper_runs_every_study_into_one_report(tmp_path, capsys):
+    out, cache = tmp_path / "published", tmp_path / "cache"
     argv = ["--learned", "linear-test", "--benchmark", "random", "--reference", "greedy", "--scheme", "equal",
-            "--seeds", "2", "--episodes", "2", "--slots", "5", "--out", str(tmp_path)]
+            "--seeds", "2", "--episodes", "2", "--slots", "5", "--episodes-per-seed", "2", "--out", str(out),
+            "--cache", str(cache)]
     assert paper.main(argv) == 0
-    report = (tmp_path / "REPORT.md").read_text()
-    for name in ("ablation", "sbs", "devices", "vs_dqn", "learning_rate"):
-        assert (tmp_path / name / f"{name}.png").is_file()
-        assert f"{name}/{name}.png" in report and f"{name}/{name}.md" in report
+    assert "paper: estimated compute on 2 cores" in capsys.readouterr().out
+    report = (out / "REPORT.md").read_text()
+    names = ("ablation", "sbs", "devices", "vs_dqn", "learning_rate")
+    # only the report, one PNG per figure and the (small) tables are published; the rest stays in the cache
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        ["REPORT.md", *(f"{paper.FIGURES[name]}.png" for name in names), *(f"{name}.csv" for name in names)])
+    for name in names:
+        assert f"({paper.FIGURES[name]}.png)" in report and (cache / name / f"{name}.md").is_file()
     assert "A3C beats DQN" in report and "learning rate 0.001 is best" in report
+    assert f"Commit `{paper.git_commit()}`" in report and "python -m studies.paper --learned linear-test" in report
+    assert re.search(r"\| vs_dqn \| \d+ min \| [\d.]+ s \(\d+ runs executed", report)
+    assert re.search(r"system cost: \*\*(holds|does not hold|not resolved)\*\*: .* = .* \[", report)
+
+
+@pytest.mark.parametrize("argv, flag", [(["--episodes-per-seed", "0"], "--episodes-per-seed"),
+                                        (["--seeds", "0"], "--seeds"), (["--only", "fig9"], "--only")])
+def test_paper_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, flag):
+    assert paper.main([*argv, "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and flag in error and error.startswith("python -m studies.paper")
+
+
+def test_paper_keeps_tables_over_the_limit_in_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(paper, "CSV_LIMIT", 10)
+    out, cache = tmp_path / "published", tmp_path / "cache"
+    assert paper.main(["--only", "ablation", "--learned", "linear-test", "--reference", "greedy", *TINY,
+                       "--out", str(out), "--cache", str(cache)]) == 0
+    assert sorted(path.name for path in out.iterdir()) == ["REPORT.md", "fig4_ablation.png"]
+    assert "are not published here" in (out / "REPORT.md").read_text()
+
+
+def test_published_results_folder_admits_only_the_report_figures_and_tables():
+    probe = ["docs/results/REPORT.md", "docs/results/fig4_ablation.png", "docs/results/ablation.csv",
+             "docs/results/solvers.md", "docs/results/fig4_ablation.pdf", "docs/results/runs/x.json",
+             "docs/results/ablation/ablation.md", "results/paper-cache/runs/x.json"]
+    done = subprocess.run(["git", "check-ignore", *probe], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode not in (0, 1):
+        pytest.skip("not a git checkout")
+    assert set(done.stdout.split()) == set(probe[4:])
 
 
 def test_the_cache_never_reuses_a_run_of_another_model(tmp_path, monkeypatch):
@@ -356,3 +405,107 @@ def test_an_output_that_cannot_be_a_directory_exits_2_before_any_run(tmp_path, c
         error = capsys.readouterr().err.strip()
         assert len(error.splitlines()) == 1 and flag in error and str(place) in error
     assert not episode_counter
+
+
+def test_evaluation_episodes_and_default_budgets_are_part_of_the_key(tmp_path):
+    cache = runner.RunCache(tmp_path)
+    two, three = (runner.Run("greedy", Scenario(devices=4, sbs=1, slots=5), seed=1, evaluation_episodes=k)
+                  for k in (2, 3))
+    assert cache.result(two) != cache.result(three) and cache.model(two) == cache.model(three)
+    assert two.evaluation_seeds == three.evaluation_seeds[:2]
+    shipped = runner.Run("a3c", Scenario(devices=4, sbs=1, slots=5), seed=0)
+    assert shipped.episodes is None and shipped.training_key()["default_episodes"] == make("a3c").config.episodes
+    other = runner.Run("a3c", shipped.scenario, seed=0, hyper=(("episodes", 100),))
+    assert other.budget == 100 and cache.model(other) != cache.model(shipped)
+
+
+def test_evaluation_seeds_are_disjoint_across_replicates_and_from_validation():
+    seeds = [seed for replicate in range(5) for seed in runner.evaluation_seeds(replicate, 10)]
+    assert len(set(seeds)) == 50 and min(seeds) == held_out_seeds(1)[0]
+    last = runner.evaluation_seeds(runner.REPLICATES_MAX - 1, runner.EPISODES_MAX)
+    assert max(last) < validation_seeds(1)[0]
+    with pytest.raises(ValueError):
+        runner.evaluation_seeds(runner.REPLICATES_MAX, 1)
+
+
+def test_the_shipped_policies_are_compared_at_the_default_point(tmp_path):
+    args, runs = vs_dqn.STUDY.planned(["--out", str(tmp_path)])
+    assert args.seeds == 5 and args.episodes_per_seed == 10
+    learned = [run for run in runs if run.learned]
+    assert {run.episodes for run in learned if run.scenario.devices == 20} == {None}
+    assert {run.episodes for run in learned if run.scenario.devices != 20} == {args.episodes}
+    assert all(run.evaluation_episodes == 10 for run in runs)
+    # the same a3c model as Fig. 4's, so the cache trains it once
+    ablation_runs = ablation.STUDY.planned(["--out", str(tmp_path)])[1]
+    shipped = {run.training_key()["seed"]: run for run in ablation_runs if run.solver == "a3c"}
+    assert {repr(run.training_key()) for run in learned if run.solver == "a3c" and run.scenario.devices == 20} \
+        == {repr(run.training_key()) for run in shipped.values()}
+    # a budget given on the command line applies everywhere; --quick has its own
+    _, forced = vs_dqn.STUDY.planned(["--out", str(tmp_path), "--episodes", "7"])
+    assert {run.episodes for run in forced if run.learned} == {7}
+    args, quick = vs_dqn.STUDY.planned(["--out", str(tmp_path), "--quick"])
+    assert {run.episodes for run in quick if run.learned} == {32} and args.episodes_per_seed == 2
+
+
+# --- decisions on paired differences ------------------------------------------------------------
+
+def test_the_bootstrap_decides_clear_differences_and_leaves_noise_unresolved():
+    rng = np.random.default_rng(1)
+    for shift, expected in ((+3.0, "above"), (-3.0, "below"), (0.0, "around")):
+        cube = shift + rng.normal(0.0, 1.0, (5, 10))
+        estimate, low, high, replicates = claims.stratified_bootstrap(cube)
+        assert replicates == 5 and low <= estimate <= high
+        assert {"above": low > 0, "below": high < 0, "around": low < 0 < high}[expected], (shift, low, high)
+    # a fixed seed: the same data give the same interval
+    assert claims.stratified_bootstrap(cube) == claims.stratified_bootstrap(cube)
+
+
+def test_the_bootstrap_is_stratified_by_replicate():
+    # one replicate with 1000 episodes far below 0, four with 2 episodes slightly above: each replicate
+    # weighs the same, so the estimate is the mean of the replicate means and the sign is not settled
+    cube = np.full((5, 1000), np.nan)
+    cube[0] = -10.0 + np.linspace(-0.1, 0.1, 1000)
+    cube[1:, :2] = 1.0
+    estimate, low, high, _ = claims.stratified_bootstrap(cube)
+    assert estimate == pytest.approx((-10.0 + 4 * 1.0) / 5)
+    assert low < 0 < high
+    # the replicates' spread, not the episodes', sets the interval: pooling would have been decisive
+    pooled = cube[np.isfinite(cube)]
+    assert pooled.mean() < -9
+
+
+def _two_solver_values(a, b):
+    """An ``evaluations`` frame of solvers a and b: values[replicate][episode] per solver."""
+    rows = []
+    for solver, values in (("a", a), ("b", b)):
+        for replicate, episodes in enumerate(values):
+            for index, value in enumerate(episodes):
+                rows += [{"study": "t", "solver": solver, "seed": replicate, "devices": 4, "sbs": 1, "phase": "eval",
+                          "episode": None, "evaluation_seed": runner.evaluation_seeds(replicate, 10)[index],
+                          "metric": metric, "value": value if metric == "system_cost" else 1.0}
+                         for metric in KPI_NAMES]
+    table = pd.DataFrame(rows)
+    table["episode"] = table["episode"].astype("Int64")
+    return claims.evaluations(table)
+
+
+def test_a_claim_is_decided_on_the_paired_difference_and_follows_the_table():
+    b = [[10.0, 20.0, 30.0], [40.0, 50.0, 60.0], [15.0, 25.0, 35.0]]
+    a = [[value - 1.0 for value in episodes] for episodes in b]  # one lower on every episode
+    # the episodes' spread dwarfs the difference, yet pairing by episode resolves it
+    verdict = claims.ordering(_two_solver_values(a, b), ["a", "b"])[0]
+    assert verdict.state == "holds" and "a - b = -1 [-1, -1]" in verdict.evidence
+    assert claims.ordering(_two_solver_values(b, a), ["a", "b"])[0].state == "does not hold"
+    a[1][2] = 1000.0  # one changed number in the table
+    assert claims.ordering(_two_solver_values(a, b), ["a", "b"])[0].state == "not resolved"
+    # with a single replicate nothing is resolved: the training seed's variation is unknown
+    assert claims.ordering(_two_solver_values(b[:1], [[v + 1 for v in b[0]]]), ["a", "b"])[0].state == "not resolved"
+
+
+def test_the_budget_line_names_each_budget_and_where_it_applied():
+    rows = [{"solver": "a3c", "devices": n, "sbs": 3, "phase": "eval", "episode": 12000 if n == 20 else 300}
+            for n in (5, 10, 20)] + [{"solver": "bcd", "devices": 20, "sbs": 3, "phase": "eval", "episode": None},
+                                     {"solver": "dqn", "devices": 20, "sbs": 3, "phase": "eval", "episode": 1600}]
+    table = pd.DataFrame(rows).astype({"episode": "Int64"})
+    assert claims.budget_line(table) == ("Training episodes: a3c 300 (N=5 M=3; N=10 M=3), 12000 (N=20 M=3); "
+                                         "dqn 1600.")
