@@ -17,7 +17,10 @@ from the table) and ``NAME.md`` (the paper's claims checked on the measured numb
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +36,46 @@ from .runner import EPISODES_MAX, REPLICATES_MAX, Run, execute_all, long_table, 
 
 class UsageError(Exception):
     """A bad argument: reported on one line, exit code 2."""
+
+
+LIBRARIES = ("numpy", "scipy", "cvxpy", "torch", "pandas", "gymnasium")
+"""The libraries whose versions a study records beside its results."""
+
+
+def git_commit() -> str:
+    """The short commit of the working tree, or "unknown" outside a git checkout."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+
+
+def provenance() -> dict:
+    """What produced a result: dtnopt's version and model version, the git commit, Python and
+    the versions of ``LIBRARIES``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import dtnopt
+
+    libraries = {}
+    for name in LIBRARIES:
+        try:
+            libraries[name] = version(name)
+        except PackageNotFoundError:
+            libraries[name] = None
+    return {"dtnopt": dtnopt.__version__, "model_version": dtnopt.MODEL_VERSION, "commit": git_commit(),
+            "python": platform.python_version(), "libraries": libraries}
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (records stay valid
+    when the folder moves), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def writable_directory(path: Path, flag: str) -> Path:
@@ -291,9 +334,11 @@ class Study:
             "study": self.name,
             "title": self.title,
             "command": " ".join(["python", "-m", f"studies.{self.name}", *map(shlex.quote, argv)]),
-            "config": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
+            "config": {key: (shown_path(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
             "budget": asdict(self.quick if args.quick else self.full),
-            "scenario": Scenario(slots=args.slots).to_dict(),
+            "scenarios": list({json.dumps(run.scenario.to_dict(), sort_keys=True): run.scenario.to_dict()
+                               for run in runs}.values()),
+            "provenance": provenance(),
             "runs": [run.describe() for run in dict.fromkeys(runs)],
         }
         total, remaining = plan_seconds(runs, args.cache)

@@ -20,12 +20,11 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-import subprocess
 import sys
 from importlib import import_module
 from pathlib import Path
 
-from .common import StudyParser, UsageError, name_list, writable_directory
+from .common import StudyParser, UsageError, git_commit, name_list, writable_directory
 from .estimate import hours, plan_seconds
 from .runner import write_atomically
 
@@ -81,16 +80,6 @@ def study_arguments(name: str, args) -> list:
     if args.plot_only:
         argv.append("--plot-only")
     return argv
-
-
-def git_commit() -> str:
-    """The short commit of the working tree, or "unknown" outside a git checkout."""
-    try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
 
 
 def study_timing(path: Path) -> str:

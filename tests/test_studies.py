@@ -509,3 +509,16 @@ def test_the_budget_line_names_each_budget_and_where_it_applied():
     table = pd.DataFrame(rows).astype({"episode": "Int64"})
     assert claims.budget_line(table) == ("Training episodes: a3c 300 (N=5 M=3; N=10 M=3), 12000 (N=20 M=3); "
                                          "dqn 1600.")
+
+
+def test_the_study_record_holds_what_was_run_and_what_ran_it(tmp_path, episode_counter, monkeypatch):
+    import dtnopt
+
+    monkeypatch.chdir(tmp_path)
+    assert ablation.STUDY.main(["--solvers", "greedy", "--devices", "4", *TINY, "--out", "out"]) == 0
+    record = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    assert [(s["devices"], s["sbs"], s["slots"]) for s in record["scenarios"]] == [(4, 3, 8)]
+    made = record["provenance"]
+    assert made["dtnopt"] == dtnopt.__version__ and made["model_version"] == dtnopt.MODEL_VERSION
+    assert made["libraries"]["numpy"] == np.__version__ and made["commit"]
+    assert record["config"]["out"] == "out" and record["config"]["cache"] == str(Path("out") / "runs")
