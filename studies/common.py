@@ -31,7 +31,7 @@ from dtnopt.config import Scenario
 from dtnopt.registry import resolve as resolve_solver
 
 from .estimate import hours, plan_seconds
-from .runner import EPISODES_MAX, REPLICATES_MAX, Run, execute_all, long_table, write_atomically, write_json
+from .runner import EPISODES_MAX, EXECUTORS, REPLICATES_MAX, Run, execute_all, long_table, write_atomically, write_json
 
 
 class UsageError(Exception):
@@ -76,6 +76,24 @@ def shown_path(path: Path) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def add_executor_arguments(parser) -> None:
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="where runs execute: local processes (--jobs), or Ray tasks (pip install -e '.[ray]')")
+    parser.add_argument("--address", default=None, help="with --executor ray: the cluster, 'auto' or HOST:PORT "
+                                                        "(default: start a local Ray)")
+
+
+def check_executor(args) -> None:
+    """``--executor ray`` needs Ray installed; ``--address`` needs ``--executor ray``."""
+    if args.address is not None and args.executor != "ray":
+        raise UsageError("argument --address: only with --executor ray")
+    if args.executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UsageError("argument --executor: ray is not installed (pip install -e '.[ray]')") from None
 
 
 def writable_directory(path: Path, flag: str) -> Path:
@@ -236,6 +254,7 @@ class Study:
         parser.add_argument("--seeds", type=int, default=None, help="independent seeds (default: the budget's)")
         parser.add_argument("--out", default=None, help=f"output directory (default results/{self.name})")
         parser.add_argument("--jobs", type=int, default=1, help="runs executed in parallel processes (default 1)")
+        add_executor_arguments(parser)
         parser.add_argument("--solvers", type=name_list, default=None,
                             help=f"comma-separated registered solver names (default {','.join(self.solvers)})")
         parser.add_argument("--episodes", type=int, default=None,
@@ -259,6 +278,7 @@ class Study:
         args.eval_every, args.eval_seeds = budget.eval_every, budget.eval_seeds
         if args.eval_every is not None and args.episodes is not None:
             args.eval_every = min(args.eval_every, args.episodes)
+        check_executor(args)
         for flag, value, low in (("--seeds", args.seeds, 1), ("--jobs", args.jobs, 1), ("--slots", args.slots, 1)):
             if value < low:
                 raise UsageError(f"argument {flag}: must be an integer >= {low}, got {value}")
@@ -347,7 +367,8 @@ class Study:
         print(f"{self.name}: {len(dict.fromkeys(runs))} runs; estimated compute on 2 cores {hours(total)}, "
               f"{hours(remaining)} of it not in the cache ({args.cache})", flush=True)
         started = time.perf_counter()
-        progress = execute_all(runs, args.cache, jobs=args.jobs, label=self.name)
+        progress = execute_all(runs, args.cache, jobs=args.jobs, label=self.name, executor=args.executor,
+                               address=args.address)
         table = long_table(self.name, runs, args.cache, self.label_columns)
         write_atomically(paths["csv"], lambda p: table.to_csv(p, index=False))
         verdicts = self.report(table, args.out)

@@ -24,7 +24,7 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
-from .common import StudyParser, UsageError, git_commit, name_list, writable_directory
+from .common import StudyParser, UsageError, add_executor_arguments, check_executor, git_commit, name_list, writable_directory
 from .estimate import hours, plan_seconds
 from .runner import write_atomically
 
@@ -45,6 +45,7 @@ def build_parser():
     parser.add_argument("--episodes-per-seed", type=int, default=None,
                         help="held-out evaluation episodes per replicate (default: each study's)")
     parser.add_argument("--jobs", type=int, default=1, help="runs executed in parallel processes (default 1)")
+    add_executor_arguments(parser)
     parser.add_argument("--episodes", type=int, default=None, help="training episodes of learned runs (default: each study's)")
     parser.add_argument("--slots", type=int, default=None, help="T, slots per episode (default 200)")
     parser.add_argument("--out", default="results/paper", help="published report and figures (default results/paper)")
@@ -71,7 +72,9 @@ def study_arguments(name: str, args) -> list:
         "learning_rate": [learned, reference],
     }[name]
     argv = ["--solvers", ",".join(solvers), "--out", str(Path(args.cache) / name), "--cache",
-            str(Path(args.cache) / "runs"), "--jobs", str(args.jobs)]
+            str(Path(args.cache) / "runs"), "--jobs", str(args.jobs), "--executor", args.executor]
+    if args.address is not None:
+        argv += ["--address", args.address]
     for flag in ("seeds", "episodes", "episodes_per_seed", "slots"):
         if getattr(args, flag) is not None:
             argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
@@ -147,6 +150,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
+        check_executor(args)
         unknown = [name for name in args.only if name not in STUDIES]
         if unknown:
             raise UsageError(f"argument --only: unknown study {unknown[0]!r}; studies: {', '.join(STUDIES)}")

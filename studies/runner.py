@@ -340,9 +340,53 @@ class Progress:
     results: dict = field(default_factory=dict)
 
 
-def execute_all(runs: list, root: Path, jobs: int = 1, label: str = "runs") -> Progress:
-    """Execute every run (cached ones are skipped), ``jobs`` processes at once, with a
-    progress bar over runs. Learned runs go first: they are the long ones."""
+EXECUTORS = ("local", "ray")
+"""Where a study's runs execute: ``local`` processes (``jobs`` at once) or Ray tasks
+(``ray``, a local Ray or a cluster), both writing the same run cache."""
+
+
+def cpus_of(run: Run) -> int:
+    """CPUs a run keeps busy: a learned solver's own worker processes (``config.workers``, e.g.
+    a3c's one per core), else one. Ray schedules a run's task with that many CPUs."""
+    if not run.learned:
+        return 1
+    config = getattr(make(run.solver, run.scenario, seed=run.seed, **dict(run.hyper)), "config", None)
+    return max(1, int(getattr(config, "workers", 1) or 1))
+
+
+def _execute_task(run: Run, root: str) -> dict:
+    """``execute`` in a Ray worker process (one torch thread, as in the local processes)."""
+    _single_threaded_torch()
+    return execute(run, root)
+
+
+def _execute_on_ray(pending: list, root: Path, address: str | None, report: "Progress", bar) -> None:
+    """Each pending run as a Ray task declaring ``cpus_of(run)`` CPUs; results as they finish.
+    Connects to the cluster at ``address`` (``auto``, ``HOST:PORT``) or starts a local Ray."""
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        task = ray.remote(_execute_task)
+        waiting = {task.options(num_cpus=cpus_of(run)).remote(run, str(root)): run for run in pending}
+        remaining = list(waiting)
+        while remaining:
+            (finished,), remaining = ray.wait(remaining, num_returns=1)
+            report.results[waiting[finished]] = ray.get(finished)
+            report.executed += 1
+            bar.update()
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def execute_all(runs: list, root: Path, jobs: int = 1, label: str = "runs", executor: str = "local",
+                address: str | None = None) -> Progress:
+    """Execute every run (cached ones are skipped), with a progress bar over runs: ``jobs``
+    local processes at once, or as Ray tasks (``executor="ray"``, on the cluster at ``address``).
+    Learned runs go first: they are the long ones."""
     from tqdm import tqdm
 
     _single_threaded_torch()
@@ -366,7 +410,9 @@ def execute_all(runs: list, root: Path, jobs: int = 1, label: str = "runs") -> P
     pending.sort(key=lambda run: not run.learned)
     bar = tqdm(total=len(unique), initial=report.cached, desc=label, unit="run", dynamic_ncols=True)
     try:
-        if jobs == 1 or len(pending) <= 1:
+        if executor == "ray":
+            _execute_on_ray(pending, root, address, report, bar)
+        elif jobs == 1 or len(pending) <= 1:
             for run in pending:
                 bar.set_postfix_str(f"{run.solver} N={run.scenario.devices} M={run.scenario.sbs} seed={run.seed}")
                 report.results[run] = execute(run, str(root), progress=sys.stderr.isatty())

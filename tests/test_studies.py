@@ -522,3 +522,29 @@ def test_the_study_record_holds_what_was_run_and_what_ran_it(tmp_path, episode_c
     assert made["dtnopt"] == dtnopt.__version__ and made["model_version"] == dtnopt.MODEL_VERSION
     assert made["libraries"]["numpy"] == np.__version__ and made["commit"]
     assert record["config"]["out"] == "out" and record["config"]["cache"] == str(Path("out") / "runs")
+
+
+def test_ray_executor_gives_the_same_table_as_local_processes(tmp_path):
+    pytest.importorskip("ray")
+    argv = ["--solvers", "bcd,bcd-no-cpu,greedy", "--devices", "4", *TINY, "--episodes-per-seed", "2"]
+    assert ablation.STUDY.main([*argv, "--out", str(tmp_path / "local")]) == 0
+    assert ablation.STUDY.main([*argv, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0
+    local, distributed = (pd.read_csv(tmp_path / where / "ablation.csv") for where in ("local", "ray"))
+    timed = local["metric"] == "decision_ms"
+    pd.testing.assert_frame_equal(distributed[~timed], local[~timed])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--address", "auto"], "argument --address: only with --executor ray"),
+    (["--executor", "spark"], "argument --executor"),
+])
+def test_executor_arguments_exit_2(tmp_path, capsys, argv, message):
+    assert ablation.STUDY.main(["--solvers", "greedy", *argv, "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and message in error
+
+
+def test_cpus_of_a_run_are_its_workers():
+    scenario = Scenario(devices=4, sbs=1, slots=5)
+    assert runner.cpus_of(runner.Run("bcd", scenario, 0)) == 1
+    assert runner.cpus_of(runner.Run("a3c", scenario, 0, hyper=(("n_workers", 3),))) == 3
