@@ -231,11 +231,13 @@ class Study:
 
     # --- shared ---
     def run(self, args, solver: str, seed: int, devices: int = 20, sbs: int = 3, hyper: dict | None = None,
-            labels: dict | None = None) -> Run:
-        """A run of ``solver`` in this study's budget; training settings only for learned solvers."""
+            labels: dict | None = None, scenario: dict | None = None) -> Run:
+        """A run of ``solver`` in this study's budget; training settings only for learned solvers.
+        ``scenario`` sets other ``Scenario`` fields than N, M and T (e.g. ``{"V": 10}``); fields
+        left at their defaults give the same scenario, so the same cache keys, as not setting them."""
         try:
-            scenario = Scenario(devices=devices, sbs=sbs, slots=args.slots)
-        except ValueError as error:  # names the field and its range
+            scenario = Scenario(devices=devices, sbs=sbs, slots=args.slots, **(scenario or {}))
+        except (TypeError, ValueError) as error:  # names the field and its range
             raise UsageError(f"scenario: {error}") from None
         training = {}
         if resolve_solver(solver)[0].learned:

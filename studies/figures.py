@@ -99,6 +99,59 @@ def draw_curves(table, stem: Path, title: str, hue: str = "solver") -> None:
     _save(figure, stem)
 
 
+TRADEOFF_PANELS = (
+    ("energy_efficiency_j_per_mbit", "eta_EE (13), J/Mbit", True),
+    ("backlog_mbit", "mean backlog (local + edge), Mbit", True),
+    ("system_cost", "system cost (sum of P2 cost (20))", False),
+)
+"""The panels against V of the trade-off figure: (metric, label, logarithmic y)."""
+
+
+def draw_tradeoff(table, stem: Path, title: str) -> None:
+    """The Lyapunov trade-off: eta_EE against the mean backlog, one point per V per solver (the
+    means, 95% stratified bootstrap intervals both ways, connected in order of V, V annotated;
+    a hollow marker where some episode passed the stability cap), and eta_EE, the backlog and
+    the system cost against V on log axes, seaborn's intervals over the same rows."""
+    from .claims import episode_cube, evaluations, stratified_bootstrap
+
+    values = evaluations(table)
+    palette = _palette(values["solver"])
+    figure, axes = plt.subplots(1, 1 + len(TRADEOFF_PANELS), figsize=(5.0 * (1 + len(TRADEOFF_PANELS)), 4.8))
+    curve = axes[0]
+    for solver, runs in values.groupby("solver", sort=False):
+        points = []
+        for v, rows in runs.groupby("V", sort=True):
+            (x, x_low, x_high, _), (y, y_low, y_high, _) = (stratified_bootstrap(episode_cube(rows, [metric]))
+                                                          for metric in ("backlog_mbit", "energy_efficiency_j_per_mbit"))
+            points.append((v, x, y))
+            stable = rows["stable"].mean() == 1
+            curve.errorbar(x, y, xerr=[[x - x_low], [x_high - x]], yerr=[[y - y_low], [y_high - y]], fmt="o",
+                           color=palette[solver], mfc=palette[solver] if stable else "white", capsize=2)
+            curve.annotate(f"V={v:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize="x-small",
+                           color=palette[solver])
+        curve.plot([p[1] for p in points], [p[2] for p in points], color=palette[solver], label=solver)
+    curve.set_xlabel("mean backlog (local + edge), Mbit")
+    curve.set_ylabel("eta_EE (13), J/Mbit")
+    curve.set_title("trade-off (hollow: a queue passed the cap)", fontsize="small")
+    for axis, (metric, label, logarithmic) in zip(axes[1:], TRADEOFF_PANELS):
+        sns.lineplot(data=values, x="V", y=metric, hue="solver", palette=palette, errorbar=ERRORBAR, seed=0,
+                     marker="o", ax=axis)
+        axis.set_xscale("log")
+        if logarithmic and (values[metric] > 0).all():
+            axis.set_yscale("log")
+            plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+            axis.yaxis.set_major_formatter(plain)
+            axis.yaxis.set_minor_formatter(plain)
+        axis.set_xlabel("V (Mbit^2/J), log scale")
+        axis.set_ylabel(label)
+        if axis.get_legend() is not None:
+            axis.get_legend().remove()
+    _legend_below(figure, curve)
+    _caption(figure, table)
+    figure.suptitle(title)
+    _save(figure, stem)
+
+
 def _legend_below(figure, axis) -> None:
     handles, labels = axis.get_legend_handles_labels()
     if handles:
