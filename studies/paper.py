@@ -1,4 +1,4 @@
-"""Every study of the paper (Figs. 4-8) and one published report.
+"""Every study of the paper (Figs. 4-8), the Lyapunov trade-off over V, and one published report.
 
     python -m studies.paper [--quick] [--out DIR] [--cache DIR] [--seeds K] [--jobs J] [--only ablation,sbs]
 
@@ -9,7 +9,7 @@ summary, figure) stay in ``CACHE/NAME``. ``OUT`` (default ``results/paper``; the
 publishes ``docs/results``) receives only what is meant to be read and committed:
 ``REPORT.md`` (every claim x metric with its verdict and numbers, the notes on what differs from
 the paper and why, the budgets, the git commit, the exact command and each study's measured wall
-time), one PNG per figure (``fig4_ablation.png`` ... ``fig8_learning_rate.png``) and the
+time), one PNG per figure (``fig4_ablation.png`` ... ``fig8_learning_rate.png``, ``tradeoff_V.png``) and the
 long-form CSVs when they total at most ``CSV_LIMIT`` bytes (else they stay in ``CACHE``).
 Before anything runs, the compute of the whole plan is estimated and printed
 (``studies.estimate``).
@@ -28,11 +28,14 @@ from .common import StudyParser, UsageError, add_executor_arguments, check_execu
 from .estimate import hours, plan_seconds
 from .runner import write_atomically
 
-STUDIES = ("ablation", "sbs", "devices", "vs_dqn", "learning_rate")
+STUDIES = ("ablation", "sbs", "devices", "vs_dqn", "learning_rate", "tradeoff")
 
 FIGURES = {"ablation": "fig4_ablation", "sbs": "fig5_sbs", "devices": "fig6_devices", "vs_dqn": "fig7_vs_dqn",
-           "learning_rate": "fig8_learning_rate"}
+           "learning_rate": "fig8_learning_rate", "tradeoff": "tradeoff_V"}
 """The published file name of each study's figure."""
+
+NOTES_HEADING = {"tradeoff": "Where the model departs from the theory, and why"}
+"""The heading of a study's notes in the report, where it is not a figure of the paper."""
 
 CSV_LIMIT = 2_000_000
 """Long-form tables are published beside the report only while they total at most this many bytes."""
@@ -70,6 +73,7 @@ def study_arguments(name: str, args) -> list:
         "devices": [scheme, f"{scheme}-no-cpu", f"{scheme}-no-radio"],
         "vs_dqn": [learned, args.benchmark, reference],
         "learning_rate": [learned, reference],
+        "tradeoff": [reference, "greedy", learned],  # the learned solver at the study's few learned V only
     }[name]
     argv = ["--solvers", ",".join(solvers), "--out", str(Path(args.cache) / name), "--cache",
             str(Path(args.cache) / "runs"), "--jobs", str(args.jobs), "--executor", args.executor]
@@ -126,7 +130,7 @@ def report(out: Path, cache: Path, names, command: str, commit: str, timings: di
                   "### Claims", "", _section(summary, "Claims"), ""]
         notes = _section(summary, "Notes")
         if notes:
-            lines += ["### What differs from the paper, and why", "", notes, ""]
+            lines += [f"### {NOTES_HEADING.get(name, 'What differs from the paper, and why')}", "", notes, ""]
         if published_csv:
             lines += [f"Table: [{name}.csv]({name}.csv).", ""]
     return "\n".join(lines)
