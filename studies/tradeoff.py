@@ -69,7 +69,7 @@ def exponent(values, solver: str, metric: str, baseline: str | None = None, smal
     fitted = {"largest": settings[:-1], "smallest": settings[1:]}.get(baseline, settings)
     result = {"estimate": float("nan"), "low": float("nan"), "high": float("nan"), "undefined": 1.0,
               "V": fitted, "means": means, "replicates": int(runs["seed"].nunique())}
-    if len(fitted) < 2:
+    if len(fitted) < 2 or not all(np.isfinite(means.get(v, np.nan)) for v in settings):
         return result
     log_v = np.log(np.asarray(fitted, dtype=float))
     wide = runs.set_index(["seed", "evaluation_seed", "V"])[metric].unstack("V")[settings].reset_index()
@@ -99,6 +99,14 @@ def _levels(fit: dict, unit: str = "") -> str:
     return ", ".join(f"V={v:g}: {fit['means'][v]:.4g}{unit}" for v in sorted(fit["means"]))
 
 
+def _missing(fit: dict) -> str:
+    """Why a fit has no exponent although it has V values: a mean that is not a number (e.g. no bit
+    served in any episode, so no eta_EE) or a gap that is not positive."""
+    if not all(np.isfinite(mean) for mean in fit["means"].values()):
+        return "no value at some V (nothing served): " + _levels(fit)
+    return "the gap is not positive at every V: " + _levels(fit)
+
+
 def _defined(fit: dict) -> bool:
     """Enough replicates, and the exponent defined in all but the interval's tail of resamples."""
     return fit["replicates"] >= 2 and fit["undefined"] <= (1 - CONFIDENCE) / 2
@@ -113,9 +121,9 @@ def sign_verdict(name: str, fit: dict, growing: bool, theory: float) -> Verdict:
     """"The quantity grows (shrinks) with V": the sign of the fitted exponent, resolved when its
     interval excludes 0."""
     if not np.isfinite(fit["estimate"]):
-        reason = ("the gap to V_max is not positive at every V (" + _levels(fit) + ")" if len(fit["V"]) >= 2
-                  else f"fewer than {3 if theory < 0 else 2} values of V")
-        return Verdict(name, None if len(fit["V"]) < 2 else False, False, reason)
+        if len(fit["V"]) < 2 or not all(np.isfinite(mean) for mean in fit["means"].values()):
+            return Verdict(name, None, False, _missing(fit) if len(fit["V"]) >= 2 else "too few values of V")
+        return Verdict(name, False, False, _missing(fit))
     holds = fit["estimate"] > 0 if growing else fit["estimate"] < 0
     resolved = _defined(fit) and (fit["low"] > 0 or fit["high"] < 0)
     return Verdict(name, holds, resolved, f"exponent {_interval(fit)} over V={_vs(fit)} (theory {theory:+g}); "
@@ -126,7 +134,7 @@ def rate_verdict(name: str, fit: dict, theory: float) -> Verdict:
     """"The exponent is the theory's": holds when the whole interval lies within ``TOLERANCE`` of
     it, does not hold when the whole interval lies outside, else not resolved."""
     if not np.isfinite(fit["estimate"]):
-        return Verdict(name, None, False, "no exponent: " + (_levels(fit) if len(fit["V"]) >= 2 else "too few V"))
+        return Verdict(name, None, False, _missing(fit) if len(fit["V"]) >= 2 else "too few values of V")
     band = (theory - TOLERANCE, theory + TOLERANCE)
     holds = band[0] <= fit["estimate"] <= band[1]
     inside = band[0] <= fit["low"] and fit["high"] <= band[1]

@@ -24,7 +24,7 @@ from dtnopt import Scenario, make
 from dtnopt.loop import KPI_NAMES, held_out_seeds, run_episode, run_seeds, validation_seeds
 from dtnopt.registry import register
 from dtnopt.solver import NO_ABLATION, Solver
-from studies import ablation, claims, devices, learning_rate, paper, runner, sbs, vs_dqn
+from studies import ablation, claims, devices, learning_rate, paper, runner, sbs, tradeoff, vs_dqn
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 2  # evaluation episodes per replicate in the tiny studies
@@ -279,6 +279,14 @@ def test_parallel_jobs_give_the_same_table(tmp_path):
     (devices.STUDY, ["--scheme", "nope"], "--solvers"),
     (learning_rate.STUDY, ["--rates", "0", "--solvers", "linear-test"], "--rates"),
     (learning_rate.STUDY, ["--rates", "20", "--solvers", "linear-test"], "learning_rate must be in (0, 10)"),
+    (tradeoff.STUDY, ["--V-values", "a,b"], "--V-values"),
+    (tradeoff.STUDY, ["--V-values", "1,10"], "--V-values: at least 3"),
+    (tradeoff.STUDY, ["--V-values", "0,1,10"], "--V-values: each V must be in (0, 1e+09]"),
+    (tradeoff.STUDY, ["--V-values", "1,10,2e9"], "--V-values: each V must be in (0, 1e+09]"),
+    (tradeoff.STUDY, ["--solvers", "linear-test", "--learned-V-values", ""], "--learned-V-values"),
+    (tradeoff.STUDY, ["--solvers", "greedy,linear-test", "--V-values", "1,10,100", "--learned-V-values", "10,1000"],
+     "--learned-V-values: each must be one of --V-values (1,10,100), got 1000"),
+    (tradeoff.STUDY, ["--devices", "0"], "devices must be"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, study, argv, flag):
     assert study.main([*argv, "--out", str(tmp_path / "empty")]) == 2
@@ -300,7 +308,7 @@ def test_paper_runs_every_study_into_one_report(tmp_path, capsys):
     assert paper.main(argv) == 0
     assert "paper: estimated compute on 2 cores" in capsys.readouterr().out
     report = (out / "REPORT.md").read_text()
-    names = ("ablation", "sbs", "devices", "vs_dqn", "learning_rate")
+    names = paper.STUDIES
     # only the report, one PNG per figure and the (small) tables are published; the rest stays in the cache
     assert sorted(path.name for path in out.iterdir()) == sorted(
         ["REPORT.md", *(f"{paper.FIGURES[name]}.png" for name in names), *(f"{name}.csv" for name in names)])
@@ -548,3 +556,96 @@ def test_cpus_of_a_run_are_its_workers():
     scenario = Scenario(devices=4, sbs=1, slots=5)
     assert runner.cpus_of(runner.Run("bcd", scenario, 0)) == 1
     assert runner.cpus_of(runner.Run("a3c", scenario, 0, hyper=(("n_workers", 3),))) == 3
+
+
+# --- the Lyapunov trade-off ---------------------------------------------------------------------
+
+def test_tradeoff_end_to_end(tmp_path, episode_counter):
+    argv = ["--solvers", "greedy,linear-test", "--devices", "4", "--V-values", "1,100,1000",
+            "--learned-V-values", "100,1000", *TINY, "--slots", "20", "--out", str(tmp_path)]
+    assert tradeoff.STUDY.main(argv) == 0
+    table = pd.read_csv(tmp_path / "tradeoff.csv")
+    assert list(table.columns) == ["study", "solver", "seed", "devices", "sbs", "V", "phase", "episode",
+                                   "evaluation_seed", "metric", "value"]
+    evaluation = table[(table["phase"] == "eval") & table["metric"].isin(KPI_NAMES)]
+    assert evaluation.groupby(["solver", "V", "metric"]).size().eq(2 * K).all()
+    assert evaluation.groupby("solver")["V"].apply(lambda v: sorted(set(v))).to_dict() == {
+        "greedy": [1.0, 100.0, 1000.0], "linear-test": [100.0, 1000.0]}
+    assert LinearSearchSolver.fits == 2 * 2  # a model per learned V and replicate
+    record = json.loads((tmp_path / "tradeoff.json").read_text())
+    assert sorted({scenario["V"] for scenario in record["scenarios"]}) == [1.0, 100.0, 1000.0]
+    summary = (tmp_path / "tradeoff.md").read_text()
+    for text in ("the energy gap shrinks with V (greedy)", "the backlog grows with V (greedy)",
+                 "the backlog above its level at V = 1 grows like V", "Default V supported by the numbers",
+                 "Stability (greedy)", "Training episodes: linear-test 3", "| greedy | 1000 |"):
+        assert text in summary
+    assert (tmp_path / "tradeoff.png").stat().st_size > 0 and (tmp_path / "tradeoff.pdf").stat().st_size > 0
+    done = len(episode_counter)
+    assert tradeoff.STUDY.main(argv) == 0 and len(episode_counter) == done  # resumed from the cache
+
+
+def test_a_scenario_field_at_its_default_keeps_the_cache_key(tmp_path):
+    args, runs = sbs.STUDY.planned(["--scheme", "greedy", "--out", str(tmp_path)])
+    assert all(run.scenario == Scenario(devices=run.scenario.devices, sbs=run.scenario.sbs, slots=args.slots)
+               for run in runs)
+    args, runs = tradeoff.STUDY.planned(["--solvers", "greedy,a3c", "--out", str(tmp_path)])
+    assert args.V_values == [1, 3, 10, 30, 100, 300, 1000] and args.learned_V_values == [10, 100, 1000]
+    at_default = [run for run in runs if run.scenario.V == Scenario().V]
+    # V = 100 is the default scenario: its a3c models are the sweeps' (Figs. 5-6) at N = 20, M = 3
+    sweep = {repr(run.training_key()) for run in sbs.STUDY.planned(["--out", str(tmp_path)])[1]}
+    assert {repr(run.training_key()) for run in at_default if run.learned} <= sweep
+    assert len({run.training_key()["scenario"]["V"] for run in runs if run.learned}) == 3
+    assert {run.episodes for run in runs if run.learned} == {300}
+
+
+def _tradeoff_table(energy, backlog, replicates=3, episodes=3, noise=0.01):
+    """A long-form trade-off table of solver "bcd" at N = 20, M = 3: eta_EE ``energy[V]`` and local
+    backlog ``backlog[V]`` (edge backlog 0), each episode off by a fixed relative ``noise``."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for v in energy:
+        for replicate in range(replicates):
+            for seed in runner.evaluation_seeds(replicate, episodes):
+                off = 1 + rng.normal(0, noise)
+                metrics = {name: 1.0 for name in KPI_NAMES}
+                metrics.update(energy_efficiency_j_per_mbit=energy[v] * off,
+                               mean_local_backlog_mbit=backlog[v] * off, mean_edge_backlog_mbit=0.0)
+                rows += [{"study": "tradeoff", "solver": "bcd", "seed": replicate, "devices": 20, "sbs": 3, "V": v,
+                          "phase": "eval", "episode": None, "evaluation_seed": seed, "metric": metric,
+                          "value": value} for metric, value in metrics.items()]
+    table = pd.DataFrame(rows)
+    table["episode"] = table["episode"].astype("Int64")
+    return table
+
+
+def _states(table) -> dict:
+    found, _, notes = tradeoff.STUDY.claims(table)
+    return {claim.text.rsplit(" (", 1)[0]: claim.verdicts[0].state for claim in found}, "\n".join(notes)
+
+
+def test_tradeoff_findings_follow_the_table():
+    settings = [1.0, 10.0, 100.0, 1000.0]
+    theory = {"energy": {v: 1.0 + 1.0 / v for v in settings}, "backlog": {v: 2.0 * v for v in settings}}
+    states, notes = _states(_tradeoff_table(theory["energy"], theory["backlog"]))
+    assert states["the energy gap shrinks with V"] == "holds"
+    assert states["the energy gap shrinks like 1/V: exponent -1"] == "holds"
+    assert states["the backlog grows with V"] == "holds"
+    assert states["at large V (V >= 100) the backlog grows like V: exponent +1"] == "holds"
+    assert states["beyond V = 100 a tenfold V improves eta_EE by less than 5%"] == "holds"
+    assert "bcd: V* = 100 " in notes  # gains per decade 45%, 8.2%, 0.9%
+    # one changed number per claim flips its verdict
+    energy = {**theory["energy"], 1000.0: 0.5}  # eta_EE still halves over the last decade
+    states, notes = _states(_tradeoff_table(energy, theory["backlog"]))
+    assert states["beyond V = 100 a tenfold V improves eta_EE by less than 5%"] == "does not hold"
+    assert "bcd: none up to V = 1000" in notes
+    energy = {**theory["energy"], 1000.0: 3.0}  # the largest V wastes energy: no gap to fit
+    assert _states(_tradeoff_table(energy, theory["backlog"]))[0]["the energy gap shrinks with V"] == "not resolved"
+    backlog = {**theory["backlog"], 1000.0: 150.0}  # the backlog stops growing at large V
+    states, _ = _states(_tradeoff_table(theory["energy"], backlog))
+    assert states["at large V (V >= 100) the backlog grows like V: exponent +1"] == "does not hold"
+    backlog = {v: 5000.0 + 2.0 * v for v in settings}  # an offset: the level's exponent falls, the excess keeps 1
+    states, notes = _states(_tradeoff_table(theory["energy"], backlog, noise=0.001))
+    assert states["the backlog grows with V"] == "holds"
+    assert states["at large V (V >= 100) the backlog grows like V: exponent +1"] == "does not hold"
+    assert states["the backlog above its level at V = 1 grows like V: exponent +1"] == "holds"
+    assert re.search(r"at V = 1 the local queues already hold 500\d Mbit, 250 Mbit per device", notes)
