@@ -6,6 +6,8 @@
 - ``python -m studies.devices``: Fig. 6, system cost vs N for the full scheme and its ablations;
 - ``python -m studies.vs_dqn``: Fig. 7, system cost vs N for A3C and DQN;
 - ``python -m studies.learning_rate``: Fig. 8, A3C learning curves for several learning rates;
+- ``python -m studies.tradeoff``: not in the paper, eta_EE and the backlog against the Lyapunov
+  weight V, checked against drift-plus-penalty's O(1/V) and O(V);
 - ``python -m studies.paper``: all of them and one report.
 
 Each writes a long-form table, its configuration, a figure drawn from the table and a summary
