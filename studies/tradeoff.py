@@ -255,6 +255,11 @@ class TradeoffStudy(Study):
                       f"{FLAT_PER_DECADE:.0%} ({solver})", [flat_beyond(values, solver)]),
             ]
         notes += default_notes(values) + departure_notes(values)
+        trained = table[(table["phase"] == "eval") & table["episode"].notna()]
+        for solver, rows in trained.groupby("solver", sort=False):
+            notes.append(f"- {solver} is trained anew at each of its V ({_listed(sorted(rows['V'].unique()))}) with "
+                         f"{int(rows['episode'].max())} training episodes, far below the shipped policy's budget: "
+                         "its points show the trade-off of that budget's policies, not of the method.")
         shown = values.assign(V=values["V"].map(lambda v: f"{v:g}"))
         return claims, means_table(shown, ["solver", "V"]), notes
 
