@@ -108,7 +108,7 @@ def report(out: Path, cache: Path, names, command: str, commit: str, timings: di
            published_csv: bool) -> str:
     """REPORT.md: per study, its figure, how it was measured, every claim x metric with its
     verdict and numbers, and its notes; the commit, the command and the timings."""
-    lines = ["# The paper's figures, reproduced", "",
+    lines = ["# The paper's figures reproduced, and the studies beyond them", "",
              f"Commit `{commit}`; command `{command}`. Each claim of the paper is decided on paired per-episode "
              "differences with a 95% stratified bootstrap interval (replicates, then held-out episodes within "
              "them): **holds** / **does not hold** when the interval excludes 0, else **not resolved**; each is "
