@@ -17,6 +17,10 @@ Both take the scenario (``scenario=``, default ``Scenario()``), its fields as ke
 - ``action_scale``: ``"unit"`` (default), an action box ``[0, 1]^K``, or ``"symmetric"``, a box
   ``[-1, 1]^K`` mapped affinely onto it (``u = (a + 1) / 2``), the range Gaussian policies with
   a tanh squash or clipping (PPO, SAC, A2C) are built for;
+- ``gate_idle`` and ``offloaders_per_station`` (default ``False``, 0): the learned solvers'
+  gates on the action before the map (``dtnopt.features.gated_unit_action``): a device whose
+  power entry is 0 takes no band or edge CPU, and at most so many devices per station send
+  (those of largest claim), which by (11) is where a station's edge energy is least;
 - ``reward_scale``: ``None`` (default), the reward ``-cost(t)`` of (22); a positive number ``s``,
   ``-s cost(t)``; or ``"per_device"``, ``-cost(t) / (N lambda_bar Psi_ref)`` in Mbit^2, with
   ``Psi_ref`` the ``Psi_max`` of (19) at the start of the scenario's own episode (about 20-30 Mbit
@@ -29,7 +33,8 @@ Both take the scenario (``scenario=``, default ``Scenario()``), its fields as ke
 Observation: ``dtnopt.features.observation_features`` of the twin's state s(t) (21), a float32
 vector of ``observation_size(scenario)`` entries. Action: a vector of ``K =
 action_size(scenario)`` entries mapped onto a feasible action (14a)-(14e) by
-``dtnopt.features.action_from_unit`` (out-of-range entries are clipped, NaN counts as 0).
+``dtnopt.features.action_from_unit`` (out-of-range entries are clipped, NaN counts as 0), after
+the gates if they are on.
 
 An episode is truncated after ``scenario.slots`` slots (``gymnasium.make`` sets
 ``max_episode_steps`` to the scenario's slots) and terminated only when the slot's cost, energy or
@@ -60,7 +65,7 @@ from gymnasium.vector.utils import batch_space
 from .config import MBIT, Scenario
 from .environments import Environments
 from .gym_ids import ALIAS_IDS, ENV_ID  # noqa: F401 (the ids, beside the environments)
-from .features import action_from_unit, action_size, observation_features, observation_size
+from .features import action_size, gated_unit_action, observation_features, observation_size
 from .loop import HELD_OUT_SEED_BASE, KPI_NAMES, episode_kpis
 from .solver import ABLATIONS, NO_ABLATION
 
@@ -98,12 +103,27 @@ def reward_factor(scenario: Scenario, reward_scale) -> float:
     return float(reward_scale)
 
 
+def unit_from_scaled(action: np.ndarray, action_scale: str) -> np.ndarray:
+    """The unit-box vector of an action of the box ``action_scale`` (``u = (a + 1) / 2`` for
+    ``"symmetric"``), as float."""
+    unit = np.asarray(action, dtype=float)
+    return (unit + 1.0) / 2.0 if action_scale == "symmetric" else unit
+
+
 class EpisodeBatch:
     """The slot cycle both environments share: ``batch`` environments, actions of the chosen
     scale mapped onto feasible actions, the ablation's fixed blocks, scaled rewards, and the
     per-slot records from which the episode KPIs are computed."""
 
-    def __init__(self, scenario: Scenario, batch: int, ablation=None, action_scale: str = "unit", reward_scale=None):
+    def __init__(self, scenario: Scenario, batch: int, ablation=None, action_scale: str = "unit", reward_scale=None,
+                 gate_idle: bool = False, offloaders_per_station: int = 0):
+        if not isinstance(gate_idle, bool):
+            raise ValueError(f"gate_idle must be True or False, got {gate_idle!r}")
+        if isinstance(offloaders_per_station, bool) or not isinstance(offloaders_per_station, (int, np.integer)) \
+                or offloaders_per_station < 0:
+            raise ValueError(f"offloaders_per_station must be an integer >= 0, got {offloaders_per_station!r}")
+        if offloaders_per_station and not gate_idle:
+            raise ValueError("offloaders_per_station needs gate_idle=True")
         if ablation not in (None, "", *ABLATIONS):
             raise ValueError(f"ablation must be None or one of {', '.join(ABLATIONS)}, got {ablation!r}")
         if action_scale not in ACTION_SCALES:
@@ -111,6 +131,7 @@ class EpisodeBatch:
         self.scenario = scenario
         self.ablation = ABLATIONS[ablation] if ablation else NO_ABLATION
         self.action_scale = action_scale
+        self.gate_idle, self.offloaders_per_station = gate_idle, int(offloaders_per_station)
         self.reward_factor = reward_factor(scenario, reward_scale)
         self.environments = Environments(scenario, batch)
         low = -1.0 if action_scale == "symmetric" else 0.0
@@ -139,10 +160,9 @@ class EpisodeBatch:
         decided_at = time.perf_counter()
         observation = self.environments.observation
         t = observation.slot
-        unit = np.asarray(action, dtype=float)
-        if self.action_scale == "symmetric":
-            unit = (unit + 1.0) / 2.0
-        mapped = self.ablation.apply(observation, action_from_unit(observation, unit))
+        mapped = self.ablation.apply(observation, gated_unit_action(
+            observation, unit_from_scaled(action, self.action_scale), self.gate_idle, self.offloaders_per_station,
+            self.ablation.fixed))
         result = self.environments.step(mapped, check=True, who="the Gymnasium environment")
         records = self.records
         records["cost"][t], records["energy"][t] = result.cost, result.service.energy
@@ -176,13 +196,14 @@ class EpisodeBatch:
 
 class OffloadEnv(gymnasium.Env):
     """One DTN environment slot by slot: ``OffloadEnv(scenario, ablation=None,
-    action_scale="unit", reward_scale=None, **overrides)`` (module docstring)."""
+    action_scale="unit", reward_scale=None, gate_idle=False, offloaders_per_station=0, **overrides)`` (module docstring)."""
 
     metadata = {"render_modes": []}
 
     def __init__(self, scenario: Scenario | None = None, *, ablation=None, action_scale: str = "unit",
-                 reward_scale=None, **overrides):
-        self.episodes = EpisodeBatch(scenario_from(scenario, overrides), 1, ablation, action_scale, reward_scale)
+                 reward_scale=None, gate_idle: bool = False, offloaders_per_station: int = 0, **overrides):
+        self.episodes = EpisodeBatch(scenario_from(scenario, overrides), 1, ablation, action_scale, reward_scale,
+                                     gate_idle, offloaders_per_station)
         self.scenario = self.episodes.scenario
         self.observation_space, self.action_space = self.episodes.observation_space, self.episodes.action_space
         self._started = self._terminated = False
@@ -222,8 +243,7 @@ class OffloadEnv(gymnasium.Env):
 
 class OffloadVectorEnv(VectorEnv):
     """``num_envs`` DTN environments stepped in lockstep by one ``Environments`` batch:
-    ``OffloadVectorEnv(num_envs, scenario, ablation=None, action_scale="unit",
-    reward_scale=None, **overrides)`` (module docstring).
+    ``OffloadVectorEnv(num_envs, scenario, **options)`` with the options of ``OffloadEnv`` (module docstring).
 
     The environments of a batch are drawn together from one episode seed (``reset(seed=s)``
     plays the loop's ``run_episode(..., seed=s, batch=num_envs)``), so they start, end and reset
@@ -238,11 +258,12 @@ class OffloadVectorEnv(VectorEnv):
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, scenario: Scenario | None = None, *, ablation=None,
-                 action_scale: str = "unit", reward_scale=None, **overrides):
+                 action_scale: str = "unit", reward_scale=None, gate_idle: bool = False,
+                 offloaders_per_station: int = 0, **overrides):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         self.episodes = EpisodeBatch(scenario_from(scenario, overrides), int(num_envs), ablation, action_scale,
-                                     reward_scale)
+                                     reward_scale, gate_idle, offloaders_per_station)
         self.scenario, self.num_envs = self.episodes.scenario, int(num_envs)
         self.single_observation_space = self.episodes.observation_space
         self.single_action_space = self.episodes.action_space

@@ -15,7 +15,7 @@ from gymnasium.utils.env_checker import check_env
 
 from dtnopt import ABLATIONS, KPI_NAMES, MBIT, Scenario, Solver, run_episode
 from dtnopt.env import ALIAS_IDS, ENV_ID, OffloadEnv, OffloadVectorEnv
-from dtnopt.features import DEVICE_ACTIONS, action_from_unit, action_size, observation_size
+from dtnopt.features import DEVICE_ACTIONS, action_from_unit, action_size, gated_unit_action, observation_size
 
 SMALL = Scenario(devices=5, sbs=2, slots=6)
 
@@ -216,6 +216,19 @@ def test_an_ablation_overwrites_the_fixed_blocks_as_the_loop_does(ablation):
     assert not np.allclose(plain, rewards)
 
 
+class GatedUnit(FixedUnit):
+    def decide(self, observation):
+        return gated_unit_action(observation, np.repeat(self.unit[None, :], observation.batch, axis=0), True, 1)
+
+
+def test_the_gates_are_the_learned_solvers_gated_map():
+    unit = unit_actions(SMALL, 1, seed=12)[0]
+    expected = run_episode(GatedUnit(SMALL, unit), SMALL, seed=13).slots["cost"].to_numpy()
+    rewards, _ = play(OffloadEnv(SMALL, gate_idle=True, offloaders_per_station=1), [unit] * SMALL.slots, seed=13)
+    np.testing.assert_allclose(rewards, -expected, rtol=1e-12)
+    assert not np.allclose(play(OffloadEnv(SMALL), [unit] * SMALL.slots, seed=13)[0], rewards)
+
+
 def test_reward_scales():
     units = unit_actions(SMALL, SMALL.slots)
     raw, _ = play(OffloadEnv(SMALL), units, seed=6)
@@ -234,6 +247,9 @@ def test_reward_scales():
     ("action_scale", "tanh", "action_scale must be one of unit, symmetric"),
     ("reward_scale", "per_episode", "reward_scale must be None, a positive number or one of per_device"),
     ("reward_scale", -1.0, "reward_scale must be None"), ("reward_scale", True, "reward_scale must be None"),
+    ("gate_idle", 1, "gate_idle must be True or False"),
+    ("offloaders_per_station", 1, "offloaders_per_station needs gate_idle=True"),
+    ("offloaders_per_station", -1, "offloaders_per_station must be an integer >= 0"),
 ])
 def test_bad_options_are_named(option, value, message):
     with pytest.raises(ValueError, match=message):
