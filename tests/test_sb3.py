@@ -77,7 +77,7 @@ def test_a_checkpoint_of_another_algorithm_is_refused(tmp_path):
 @pytest.mark.parametrize("values, message", [
     ({"reward_scale": "per_slot"}, "reward_scale must be a number"),
     ({"gate_idle": False}, "offloaders_per_station .* needs gate_idle=True"),
-    ({"n_steps": 1}, r"n_steps must be an integer in \[2, "), ({"clip": 0.1}, "unknown sb3-ppo hyper-parameter"),
+    ({"n_steps": 1, "envs": 1}, r"n_steps x envs must be at least 2"), ({"clip": 0.1}, "unknown sb3-ppo hyper-parameter"),
 ])
 def test_bad_hyper_parameters_are_named(values, message):
     with pytest.raises(ValueError, match=message):
