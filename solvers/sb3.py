@@ -27,7 +27,8 @@ and the observation statistics; optimiser state and SAC's replay buffer are not 
 solver decides exactly as saved but trains afresh. Needs ``pip install -e '.[sb3]'``.
 
 Measured at the defaults, in a3c's training time, PPO closes about half of the equal -> bcd gap
-in system cost and A2C about two thirds, against a3c's 99% (docs/results/sb3.md).
+in system cost and A2C about two thirds, against a3c's 99%; SAC, at 350 episodes, does not yet
+keep the queues stable (docs/results/sb3.md).
 """
 
 from __future__ import annotations
