@@ -12,6 +12,9 @@ from .environments import Environments
 from .registry import available, make, register
 from .solver import ABLATIONS, Ablation, Solver, fixed_allocation
 from .twin import Observation
+from .gym_ids import register_environments
+
+register_environments()
 
 __all__ = [
     "ABLATIONS", "Ablation", "Action", "Episode", "InfeasibleAction", "KPI_NAMES", "MBIT", "MODEL_VERSION",

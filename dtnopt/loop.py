@@ -112,6 +112,27 @@ def _slots(solver, environments: Environments, observation: Observation, check: 
         observation = environments.observation
 
 
+def episode_kpis(cost, energy, served, local_backlog, edge_backlog, unstable, decision_s) -> list:
+    """The KPIs (``KPI_NAMES``) of each environment of a batch from its per-slot records: (T, B)
+    arrays of the P2 cost, energy (J), served bits and the summed local and edge queues (bits) at
+    the start of each slot, (B,) whether a queue passed the cap, and (T,) decision times (s)."""
+    slot_count = len(cost)
+    kpis = []
+    for b in range(cost.shape[1]):
+        total_served = served[:, b].sum() / MBIT
+        kpis.append({
+            "system_cost": float(cost[:, b].sum()),
+            "energy_efficiency_j_per_mbit": float(energy[:, b].sum() / total_served) if total_served > 0 else None,
+            "mean_energy_j": float(energy[:, b].mean()),
+            "mean_local_backlog_mbit": float(local_backlog[:, b].mean() / MBIT),
+            "mean_edge_backlog_mbit": float(edge_backlog[:, b].mean() / MBIT),
+            "throughput_mbit": float(total_served / slot_count),
+            "stable": bool(not unstable[b]),
+            "decision_ms": float(np.median(decision_s) * 1e3),
+        })
+    return kpis
+
+
 def run_episode(solver, scenario: Scenario | None = None, seed: int | None = None, batch: int = 1,
                 progress: bool = False) -> Episode:
     """Run ``solver`` for ``scenario.slots`` slots from empty queues, seeded by ``seed``
@@ -140,19 +161,7 @@ def run_episode(solver, scenario: Scenario | None = None, seed: int | None = Non
         eta[t] = observation.eta
         unstable |= slot.result.unstable
 
-    kpis = []
-    for b in range(batch):
-        total_served = served[:, b].sum() / MBIT
-        kpis.append({
-            "system_cost": float(cost[:, b].sum()),
-            "energy_efficiency_j_per_mbit": float(energy[:, b].sum() / total_served) if total_served > 0 else None,
-            "mean_energy_j": float(energy[:, b].mean()),
-            "mean_local_backlog_mbit": float(local_backlog[:, b].mean() / MBIT),
-            "mean_edge_backlog_mbit": float(edge_backlog[:, b].mean() / MBIT),
-            "throughput_mbit": float(total_served / slot_count),
-            "stable": bool(not unstable[b]),
-            "decision_ms": float(np.median(decision) * 1e3),
-        })
+    kpis = episode_kpis(cost, energy, served, local_backlog, edge_backlog, unstable, decision)
     table = pd.DataFrame({
         "env": np.tile(np.arange(batch), slot_count),
         "slot": np.repeat(np.arange(slot_count), batch),

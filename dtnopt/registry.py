@@ -4,7 +4,9 @@ Solvers, the built-in ones of the ``solvers`` package included, are found throug
 ``dtnopt.solvers`` entry-point group: an entry point names a ``Solver`` subclass
 (``a3c = "solvers.a3c:A3CSolver"``). They are loaded once, the first time the registry is asked
 for a solver, so importing ``dtnopt`` imports no solver. An entry point that fails to load is
-skipped with a warning naming it; two solvers claiming one name are an error naming both.
+skipped with a warning naming it and the error (entry points failing with one error, such as
+the solvers of one module whose optional dependency is missing, share one warning); two solvers
+claiming one name are an error naming both.
 ``register`` adds a class in code. Every base name ``NAME`` also resolves ``NAME-no-cpu`` and
 ``NAME-no-radio`` (the ablations).
 """
@@ -65,12 +67,12 @@ def _load_entry_points() -> None:
             raise ValueError(f"solver name {entry.name!r} is claimed by two entry points: "
                              f"{claimed[entry.name].value} and {entry.value}")
         claimed[entry.name] = entry
+    failed = {}  # (error type, message) -> entry points: one module's missing dependency is one warning
     for name, entry in claimed.items():
         try:
             loaded = entry.load()
         except Exception as error:  # a plug-in's own fault: it must not take the other solvers down
-            warnings.warn(f"skipped solver entry point {name} = {entry.value}: it failed to load "
-                          f"({type(error).__name__}: {error})", RuntimeWarning, stacklevel=4)
+            failed.setdefault((type(error).__name__, str(error)), []).append(f"{name} = {entry.value}")
             continue
         if not (isinstance(loaded, type) and issubclass(loaded, Solver)):
             warnings.warn(f"skipped solver entry point {name} = {entry.value}: it names {loaded!r}, "
@@ -80,6 +82,9 @@ def _load_entry_points() -> None:
             raise ValueError(f"solver name {name!r} is claimed by entry point {entry.value} and by "
                              f"{_qualified(_REGISTRY[name])}")
         register(name, loaded)
+    for (kind, message), entries in failed.items():
+        what = f"entry point {entries[0]}: it" if len(entries) == 1 else f"entry points {', '.join(entries)}: they"
+        warnings.warn(f"skipped solver {what} failed to load ({kind}: {message})", RuntimeWarning, stacklevel=4)
 
 
 def available(ablations: bool = True) -> list[str]:

@@ -6,6 +6,7 @@ name clash is an error; the model layer imports no solver, study or benchmark.""
 from __future__ import annotations
 
 import ast
+import sys
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
@@ -126,6 +127,23 @@ def test_a_broken_entry_point_is_skipped_with_one_warning_naming_it(monkeypatch,
     assert f"skipped solver entry point broken = {broken}" in str(caught[0].message)
     assert reason in str(caught[0].message)
     assert "broken" not in available() and capsys.readouterr().out.startswith("{")
+
+
+def test_without_stable_baselines3_the_sb3_solvers_are_skipped_with_one_warning_saying_how_to_install(
+        monkeypatch, capsys):
+    from dtnopt.cli import main
+
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # its import now fails
+    monkeypatch.delitem(sys.modules, "solvers.sb3", raising=False)
+    installed_with(monkeypatch)
+    with pytest.warns(RuntimeWarning) as caught:
+        assert main(["run", "--solver", "equal", "--devices", "3", "--sbs", "1", "--slots", "4", "--json"]) == 0
+    sb3 = [str(w.message) for w in caught if "solvers.sb3" in str(w.message)]
+    assert len(sb3) == 1 and "pip install -e '.[sb3]'" in sb3[0]
+    assert "sb3-ppo = solvers.sb3:PPOSolver" in sb3[0] and "sb3-sac" in sb3[0] and "sb3-a2c" in sb3[0]
+    assert not any(name.startswith("sb3-") for name in available()) and {"equal", "a3c", "bcd"} <= set(available())
+    assert capsys.readouterr().out.startswith("{")
+    assert main(["solvers"]) == 0 and "equal\t" in capsys.readouterr().out
 
 
 def test_two_entry_points_claiming_one_name_are_an_error_naming_both(monkeypatch):
