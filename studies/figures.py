@@ -152,6 +152,36 @@ def draw_tradeoff(table, stem: Path, title: str) -> None:
     _save(figure, stem)
 
 
+def draw_twin(loss, table, stem: Path, title: str) -> None:
+    """What an imperfect twin costs: the eta_EE loss (%) against the reference on a perfect twin,
+    against the channel-gain error and against the location staleness, one line per solver (a
+    learned one per training twin), then the mean backlog against each; seaborn's 95% intervals
+    over the paired episodes. ``loss`` is ``studies.twin.losses`` of the table."""
+    from .claims import evaluations
+    from .twin import DEVIATIONS, SHOWN_DEVIATION, sweeps
+
+    backlog = sweeps(evaluations(table))
+    kinds = [kind for kind in DEVIATIONS if (loss["deviation"] == kind).any()]
+    palette = _palette(backlog["solver"])
+    figure, axes = plt.subplots(2, max(len(kinds), 1), figsize=(6.0 * max(len(kinds), 1), 8.4), squeeze=False)
+    for column, kind in enumerate(kinds):
+        for row, (data, metric, label) in enumerate(((loss, "loss_pct", "eta_EE loss vs the reference on a perfect twin, %"),
+                                                     (backlog, "backlog_mbit", "mean backlog (local + edge), Mbit"))):
+            axis = axes[row, column]
+            sns.lineplot(data=data[data["deviation"] == kind], x="level", y=metric, hue="solver", palette=palette,
+                         errorbar=ERRORBAR, seed=0, marker="o", ax=axis)
+            if metric == "loss_pct":
+                axis.axhline(0.0, color="grey", linewidth=0.8)
+            axis.set_xlabel(f"twin {SHOWN_DEVIATION[kind]}")
+            axis.set_ylabel(label)
+            if axis.get_legend() is not None:
+                axis.get_legend().remove()
+    _legend_below(figure, axes[0, 0])
+    _caption(figure, table)
+    figure.suptitle(title)
+    _save(figure, stem)
+
+
 def _legend_below(figure, axis) -> None:
     handles, labels = axis.get_legend_handles_labels()
     if handles:
