@@ -171,6 +171,11 @@ integer_list = _comma_separated(int, "integers")
 float_list = _comma_separated(float, "numbers")
 
 
+def listed(values) -> str:
+    """Numbers as a study's options and summaries show them: ``1,10,100``."""
+    return ",".join(f"{v:g}" for v in values)
+
+
 def name_list(text: str) -> list:
     values = list(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
     if not values:

@@ -29,7 +29,7 @@ import pandas as pd
 from dtnopt.registry import resolve as resolve_solver
 
 from .claims import Claim, beats, episode_cube, evaluations, means_table, stratified_bootstrap
-from .common import SWEEP, Study, UsageError, float_list, integer_list
+from .common import SWEEP, Study, UsageError, float_list, integer_list, listed
 from .figures import draw_twin
 
 GAIN_ERRORS = (0.05, 0.1, 0.2, 0.4)
@@ -133,11 +133,11 @@ class TwinStudy(Study):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--gain-errors", dest="gain_errors", type=float_list, default=None,
                             help=f"twin channel-gain errors (relative std) in [0, {GAIN_ERROR_MAX:g}]; 0, the perfect "
-                                 f"twin, is always included (default {_listed(GAIN_ERRORS)}; "
-                                 f"--quick {_listed(GAIN_ERRORS_QUICK)})")
+                                 f"twin, is always included (default {listed(GAIN_ERRORS)}; "
+                                 f"--quick {listed(GAIN_ERRORS_QUICK)})")
         parser.add_argument("--staleness-values", dest="staleness_values", type=integer_list, default=None,
                             help=f"twin location staleness, slots, in [0, {STALENESS_MAX}]; 0 always included "
-                                 f"(default {_listed(STALENESS)}; --quick {_listed(STALENESS_QUICK)})")
+                                 f"(default {listed(STALENESS)}; --quick {listed(STALENESS_QUICK)})")
         parser.add_argument("--devices", type=int, default=20, help="N, number of devices (default 20)")
         parser.add_argument("--sbs", type=int, default=3, help="M, number of SBSs (default 3)")
 
@@ -165,7 +165,10 @@ class TwinStudy(Study):
         for solver in args.solvers:
             learned = resolve_solver(solver)[0].learned
             for kind, level, fields in points:
-                variants = [(PERFECT, {})] + ([(THIS, None)] if kind != "none" else []) if learned else [(NOT_TRAINED, None)]
+                if not learned:
+                    variants = [(NOT_TRAINED, None)]
+                else:  # at the perfect twin, the model trained on "this twin" is the perfect-twin one
+                    variants = [(PERFECT, {})] + ([(THIS, None)] if kind != "none" else [])
                 for trained_on, training in variants:
                     runs += [self.run(args, solver, seed, devices=args.devices, sbs=args.sbs, scenario=fields,
                                       training_scenario=training,
@@ -228,10 +231,6 @@ def loss_table(intervals: pd.DataFrame) -> str:
         lines.append(f"| {row.deviation} | {row.level:g} | {row.solver} | "
                      f"{row.mean:.3g} [{row.low:.3g}, {row.high:.3g}] |")
     return "\n".join(lines)
-
-
-def _listed(values) -> str:
-    return ",".join(f"{v:g}" for v in values)
 
 
 STUDY = TwinStudy()

@@ -24,7 +24,7 @@ from dtnopt import Scenario, make
 from dtnopt.loop import KPI_NAMES, held_out_seeds, run_episode, run_seeds, validation_seeds
 from dtnopt.registry import register
 from dtnopt.solver import NO_ABLATION, Solver
-from studies import ablation, claims, devices, learning_rate, paper, runner, sbs, tradeoff, twin, vs_dqn
+from studies import ablation, claims, devices, learning_rate, paper, runner, sbs, scaling, tradeoff, twin, vs_dqn
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 2  # evaluation episodes per replicate in the tiny studies
@@ -292,6 +292,14 @@ def test_parallel_jobs_give_the_same_table(tmp_path):
     (twin.STUDY, ["--staleness-values", "1.5"], "--staleness-values"),
     (twin.STUDY, ["--staleness-values", "-1"], "--staleness-values: each must be an integer in [0, 10000]"),
     (twin.STUDY, ["--gain-errors", "0", "--staleness-values", "0"], "at least one deviation above 0"),
+    (scaling.STUDY, ["--devices-values", "5"], "--devices-values: at least 2"),
+    (scaling.STUDY, ["--devices-values", "0,5"], "--devices-values: each N must be in [1, 1000]"),
+    (scaling.STUDY, ["--sbs-rule", "square"], "--sbs-rule"),
+    (scaling.STUDY, ["--devices-per-sbs", "0"], "--devices-per-sbs: must be an integer in [1, 1000]"),
+    (scaling.STUDY, ["--reference-slots", "0"], "--reference-slots: must be an integer in [1, 1000]"),
+    (scaling.STUDY, ["--reference-max-devices", "9"], "--reference-max-devices: must be an integer in [1, 8]"),
+    (scaling.STUDY, ["--solvers", "greedy,a3c"], "--optimiser: 'bcd' must be one of --solvers"),
+    (scaling.STUDY, ["--solvers", "a3c,bcd", "--optimiser", "a3c"], "--optimiser: must be a non-learned solver"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, study, argv, flag):
     assert study.main([*argv, "--out", str(tmp_path / "empty")]) == 2
@@ -743,3 +751,70 @@ def test_twin_findings_follow_the_table():
     found = twin.STUDY.claims(_twin_table(energy))[0]
     assert found[-1].verdicts[1].state == "does not hold"
 
+
+# --- learning against optimising as N grows ---------------------------------------------------------
+
+def test_scaling_end_to_end(tmp_path, episode_counter):
+    argv = ["--solvers", "linear-test,greedy,bcd,reference", "--devices-values", "3,8", "--reference-max-devices", "3",
+            "--reference-slots", "2", *TINY, "--out", str(tmp_path)]
+    assert scaling.STUDY.main(argv) == 0
+    table = pd.read_csv(tmp_path / "scaling.csv")
+    assert list(table.columns) == ["study", "solver", "seed", "devices", "sbs", "sbs_rule", "horizon", "phase",
+                                   "episode", "evaluation_seed", "metric", "value"]
+    evaluation = table[(table["phase"] == "eval") & table["metric"].isin([*KPI_NAMES, "decision_p95_ms"])]
+    assert evaluation.groupby(["solver", "devices", "sbs_rule", "horizon", "metric"]).size().eq(2 * K).all()
+    points = evaluation.groupby(["sbs_rule", "devices", "horizon"])["sbs"].first().to_dict()
+    assert points == {("fixed", 3, "full"): 3, ("fixed", 3, "short"): 3, ("fixed", 8, "full"): 3,
+                      ("growing", 3, "full"): 1, ("growing", 3, "short"): 1, ("growing", 8, "full"): 1}
+    assert set(evaluation.loc[evaluation["solver"] == "reference", "horizon"]) == {"short"}
+    assert set(evaluation.loc[evaluation["solver"] == "reference", "devices"]) == {3}
+    assert LinearSearchSolver.fits == 2 * 2 * 2  # per N, rule and replicate; the short episodes reuse the model
+    summary = (tmp_path / "scaling.md").read_text()
+    for text in ("linear-test decides at least 10x faster than bcd while within 1% of its eta_EE (fixed M)",
+                 "the decision time of bcd grows with N (growing M)", "decision ms (p95)",
+                 "reference runs only at N = 3 on short episodes; it is skipped at N = 8",
+                 "| fixed | short | 3 | 3 | greedy | reference |"):
+        assert text in summary
+    assert (tmp_path / "scaling.png").stat().st_size > 0 and (tmp_path / "scaling.pdf").stat().st_size > 0
+    done = len(episode_counter)
+    assert scaling.STUDY.main(argv) == 0 and len(episode_counter) == done  # resumed from the cache
+
+
+def _scaling_table(decision, eta, replicates=3, episodes=3, noise=0.01):
+    """A long-form scaling table (rule fixed, full episodes): decision time ``decision[(solver, N)]`` ms
+    and eta_EE ``eta[(solver, N)]``, each episode off by a fixed relative ``noise``."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for (solver, devices), ms in decision.items():
+        for replicate in range(replicates):
+            for seed in runner.evaluation_seeds(replicate, episodes):
+                metrics = {name: 1.0 for name in KPI_NAMES}
+                off = 1 + rng.normal(0, noise)
+                metrics.update(decision_ms=ms * off, decision_p95_ms=2 * ms * off, system_cost=-100.0 * eta[solver, devices],
+                               energy_efficiency_j_per_mbit=eta[solver, devices] * (1 + rng.normal(0, noise / 10)))
+                rows += [{"study": "scaling", "solver": solver, "seed": replicate, "devices": devices, "sbs": 3,
+                          "sbs_rule": "fixed", "horizon": "full", "phase": "eval", "episode": None,
+                          "evaluation_seed": seed, "metric": metric, "value": value}
+                         for metric, value in metrics.items()]
+    table = pd.DataFrame(rows)
+    table["episode"] = table["episode"].astype("Int64")
+    return table
+
+
+def test_scaling_findings_follow_the_table():
+    sizes = (10, 20, 50, 100)
+    decision = {**{("bcd", n): 0.1 * n for n in sizes}, **{("a3c", n): 0.3 for n in sizes}}
+    eta = {**{("bcd", n): 1.0 for n in sizes}, **{("a3c", n): 1.0 + (0.005 if n >= 50 else 0.05) for n in sizes}}
+    found = {claim.text: claim.verdicts[0] for claim in scaling.STUDY.claims(_scaling_table(decision, eta))[0]}
+    assert "a3c decides at least 10x faster than bcd while within 1% of its eta_EE (fixed M): N = 50" in found
+    grows = found["the decision time of bcd grows with N (fixed M)"]
+    assert grows.state == "holds" and "decision time ~ N^1.00" in grows.evidence
+    assert found["the decision time of a3c grows with N (fixed M)"].state == "not resolved"
+    eta[("a3c", 50)] = 1.02  # within 1% only from N = 100 on
+    found = [claim.text for claim in scaling.STUDY.claims(_scaling_table(decision, eta))[0]]
+    assert "a3c decides at least 10x faster than bcd while within 1% of its eta_EE (fixed M): N = 100" in found
+    decision[("bcd", 100)] = 2.0  # under 10x at the only N where the quality holds
+    eta[("a3c", 50)] = 1.02
+    found = {claim.text: claim.verdicts[0] for claim in scaling.STUDY.claims(_scaling_table(decision, eta))[0]}
+    text = "a3c decides at least 10x faster than bcd while within 1% of its eta_EE (fixed M): nowhere in the sweep"
+    assert found[text].state == "does not hold"
