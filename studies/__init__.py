@@ -8,8 +8,20 @@
 - ``python -m studies.learning_rate``: Fig. 8, A3C learning curves for several learning rates;
 - ``python -m studies.tradeoff``: not in the paper, eta_EE and the backlog against the Lyapunov
   weight V, checked against drift-plus-penalty's O(1/V) and O(V);
+- ``python -m studies.twin``: not in the paper, what an imperfect digital twin costs, on the plant;
+- ``python -m studies.scaling``: not in the paper, learned policies against ``bcd`` as N grows;
 - ``python -m studies.paper``: all of them and one report.
 
 Each writes a long-form table, its configuration, a figure drawn from the table and a summary
 that checks the paper's claims on the measured numbers (``studies.common``).
 """
+
+import os
+
+# One BLAS thread in every process that runs studies (inherited by the trainers' workers), set
+# before numpy loads. On a loaded 2-core machine OpenBLAS threads spin against other processes
+# once matrices pass its threading threshold: a3c's numpy decision path at N = 200 was measured
+# at 24 ms per slot instead of 0.24 ms, which would make ``studies.scaling`` time the machine's
+# load, not the policy. Parallelism comes from ``--jobs`` and the trainers' worker processes.
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")

@@ -171,6 +171,11 @@ integer_list = _comma_separated(int, "integers")
 float_list = _comma_separated(float, "numbers")
 
 
+def listed(values) -> str:
+    """Numbers as a study's options and summaries show them: ``1,10,100``."""
+    return ",".join(f"{v:g}" for v in values)
+
+
 def name_list(text: str) -> list:
     values = list(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
     if not values:
@@ -208,6 +213,7 @@ class Study:
     label_columns: tuple = ()  # extra swept columns of the long-form table besides devices, sbs
     curves = False  # draws learning curves: non-learned solvers are also scored on the validation episodes
     shipped_point = False  # at paper scale, learned runs at DEFAULT_POINT train with the SHIPPED budget
+    decision_p95 = False  # the table also holds each episode's 95th-percentile decision time
     quick = QUICK
     full = SHIPPED
 
@@ -231,24 +237,31 @@ class Study:
 
     # --- shared ---
     def run(self, args, solver: str, seed: int, devices: int = 20, sbs: int = 3, hyper: dict | None = None,
-            labels: dict | None = None, scenario: dict | None = None) -> Run:
+            labels: dict | None = None, scenario: dict | None = None, training_scenario: dict | None = None) -> Run:
         """A run of ``solver`` in this study's budget; training settings only for learned solvers.
         ``scenario`` sets other ``Scenario`` fields than N, M and T (e.g. ``{"V": 10}``); fields
-        left at their defaults give the same scenario, so the same cache keys, as not setting them."""
+        left at their defaults give the same scenario, so the same cache keys, as not setting them.
+        ``training_scenario`` (learned solvers) sets the fields of the scenario it is trained on
+        instead, e.g. ``{}`` for a perfect twin scored on a deviated one; the model is then shared
+        by every run trained there."""
         try:
-            scenario = Scenario(devices=devices, sbs=sbs, slots=args.slots, **(scenario or {}))
+            evaluated = Scenario(devices=devices, sbs=sbs, slots=args.slots, **(scenario or {}))
+            trained = (Scenario(devices=devices, sbs=sbs, slots=args.slots, **training_scenario)
+                       if training_scenario is not None and resolve_solver(solver)[0].learned else evaluated)
         except (TypeError, ValueError) as error:  # names the field and its range
             raise UsageError(f"scenario: {error}") from None
-        training = {}
+        settings = {"training_scenario": trained} if trained != evaluated else {}
+        if self.decision_p95:
+            settings["decision_p95"] = True
         if resolve_solver(solver)[0].learned:
-            training = {"episodes": args.episodes, "eval_every": args.eval_every, "eval_seeds": args.eval_seeds}
+            settings.update(episodes=args.episodes, eval_every=args.eval_every, eval_seeds=args.eval_seeds)
             if self.shipped_point and args.shipped and (devices, sbs) == DEFAULT_POINT:
-                training = {"episodes": SHIPPED.episodes, "eval_every": SHIPPED.eval_every,
-                            "eval_seeds": SHIPPED.eval_seeds}
+                settings.update(episodes=SHIPPED.episodes, eval_every=SHIPPED.eval_every,
+                                eval_seeds=SHIPPED.eval_seeds)
         elif self.curves:  # a reference line of a learning-curve figure: scored where the curves are
-            training = {"reference_seeds": args.eval_seeds}
-        return Run(solver, scenario, seed, hyper=canonical_hyper(solver, scenario, hyper or {}),
-                   labels=tuple((labels or {}).items()), evaluation_episodes=args.episodes_per_seed, **training)
+            settings["reference_seeds"] = args.eval_seeds
+        return Run(solver, evaluated, seed, hyper=canonical_hyper(solver, evaluated, hyper or {}),
+                   labels=tuple((labels or {}).items()), evaluation_episodes=args.episodes_per_seed, **settings)
 
     def parser(self) -> argparse.ArgumentParser:
         parser = StudyParser(prog=f"python -m studies.{self.name}", description=self.title)

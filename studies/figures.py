@@ -57,10 +57,7 @@ def draw_sweep(table, x: str, stem: Path, title: str, style: str | None = None) 
         axis.set_xticks(sorted(data[x].dropna().unique()))
         if axis.get_legend() is not None:
             axis.get_legend().remove()
-    _legend_below(figure, axes[0])
-    _caption(figure, table)
-    figure.suptitle(title)
-    _save(figure, stem)
+    _finish(figure, axes[0], table, title, stem)
 
 
 def draw_curves(table, stem: Path, title: str, hue: str = "solver") -> None:
@@ -93,10 +90,7 @@ def draw_curves(table, stem: Path, title: str, hue: str = "solver") -> None:
         axis.set_xlabel("training episode")
         if axis.get_legend() is not None:
             axis.get_legend().remove()
-    _legend_below(figure, axes[0])
-    _caption(figure, table, curves=True)
-    figure.suptitle(title)
-    _save(figure, stem)
+    _finish(figure, axes[0], table, title, stem, curves=True)
 
 
 TRADEOFF_PANELS = (
@@ -146,8 +140,81 @@ def draw_tradeoff(table, stem: Path, title: str) -> None:
         axis.set_ylabel(label)
         if axis.get_legend() is not None:
             axis.get_legend().remove()
-    _legend_below(figure, curve)
-    _caption(figure, table)
+    _finish(figure, curve, table, title, stem)
+
+
+def draw_twin(loss, table, stem: Path, title: str) -> None:
+    """What an imperfect twin costs: the eta_EE loss (%) against the reference on a perfect twin,
+    against the channel-gain error and against the location staleness, one line per solver (a
+    learned one per training twin), then the mean backlog against each; seaborn's 95% intervals
+    over the paired episodes. ``loss`` is ``studies.twin.losses`` of the table."""
+    from .claims import evaluations
+    from .twin import DEVIATIONS, SHOWN_DEVIATION, sweeps
+
+    backlog = sweeps(evaluations(table))
+    kinds = [kind for kind in DEVIATIONS if (loss["deviation"] == kind).any()]
+    palette = _palette(backlog["solver"])
+    figure, axes = plt.subplots(2, max(len(kinds), 1), figsize=(6.0 * max(len(kinds), 1), 8.4), squeeze=False)
+    for column, kind in enumerate(kinds):
+        rows = ((loss, "loss_pct", "eta_EE loss vs the reference on a perfect twin, %"),
+                (backlog, "backlog_mbit", "mean backlog (local + edge), Mbit"))
+        for row, (data, metric, label) in enumerate(rows):
+            axis = axes[row, column]
+            sns.lineplot(data=data[data["deviation"] == kind], x="level", y=metric, hue="solver", palette=palette,
+                         errorbar=ERRORBAR, seed=0, marker="o", ax=axis)
+            if metric == "loss_pct":
+                axis.axhline(0.0, color="grey", linewidth=0.8)
+            axis.set_xlabel(f"twin {SHOWN_DEVIATION[kind]}")
+            axis.set_ylabel(label)
+            if axis.get_legend() is not None:
+                axis.get_legend().remove()
+    _finish(figure, axes[0, 0], table, title, stem)
+
+
+SCALING_PANELS = (
+    ("decision_ms", "decision time per slot (episode median), ms", True),
+    ("decision_p95_ms", "decision time per slot (episode p95), ms", True),
+    ("eta_loss_pct", "eta_EE loss vs the optimiser, %", False),
+    ("cost_pct", "P2 cost vs the optimiser, % of its |cost|", False),
+)
+"""The panels against N of the scaling figure: (column, label, logarithmic y)."""
+
+
+def draw_scaling(compared, table, stem: Path, title: str) -> None:
+    """Decision time (median and p95 per slot) against N on log-log axes, and eta_EE and the P2
+    cost relative to the optimiser (``bcd``) against N, one line per solver, dashed for M
+    growing with N; full episodes only (``reference``'s short-episode check is in the
+    summary). ``compared`` is ``studies.scaling.relative`` of the table."""
+    data = compared[compared["horizon"] == "full"]
+    style = "sbs_rule" if data["sbs_rule"].nunique() > 1 else None
+    palette = _palette(data["solver"])
+    figure, axes = plt.subplots(1, len(SCALING_PANELS), figsize=(5.0 * len(SCALING_PANELS), 4.8))
+    for axis, (column, label, logarithmic) in zip(axes, SCALING_PANELS):
+        shown = data[data[column].notna() & ((data[column] > 0) if logarithmic else True)]
+        if not len(shown):  # e.g. no eta_EE where nothing was served
+            continue
+        sns.lineplot(data=shown, x="devices", y=column, hue="solver", style=style, palette=palette,
+                     errorbar=ERRORBAR, seed=0, marker="o", ax=axis)
+        axis.set_xscale("log")
+        axis.set_xticks(sorted(data["devices"].unique()))
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        if logarithmic:
+            axis.set_yscale("log")
+        else:
+            axis.axhline(0.0, color="grey", linewidth=0.8)
+        axis.set_xlabel("number of devices N, log scale")
+        axis.set_ylabel(label)
+        if axis.get_legend() is not None:
+            axis.get_legend().remove()
+    _finish(figure, axes[0], table, title, stem)
+
+
+def _finish(figure, legend_axis, table, title: str, stem: Path, curves: bool = False) -> None:
+    """Every figure's ending: the legend of ``legend_axis`` below the panels, the budget caption,
+    the title, and the PNG and PDF."""
+    _legend_below(figure, legend_axis)
+    _caption(figure, table, curves)
     figure.suptitle(title)
     _save(figure, stem)
 

@@ -1,4 +1,5 @@
-"""Every study of the paper (Figs. 4-8), the Lyapunov trade-off over V, and one published report.
+"""Every study of the paper (Figs. 4-8), the Lyapunov trade-off over V, what an imperfect digital
+twin costs, learning against optimising as N grows, and one published report.
 
     python -m studies.paper [--quick] [--out DIR] [--cache DIR] [--seeds K] [--jobs J] [--only ablation,sbs]
 
@@ -9,7 +10,8 @@ summary, figure) stay in ``CACHE/NAME``. ``OUT`` (default ``results/paper``; the
 publishes ``docs/results``) receives only what is meant to be read and committed:
 ``REPORT.md`` (every claim x metric with its verdict and numbers, the notes on what differs from
 the paper and why, the budgets, the git commit, the exact command and each study's measured wall
-time), one PNG per figure (``fig4_ablation.png`` ... ``fig8_learning_rate.png``, ``tradeoff_V.png``) and the
+time), one PNG per figure (``fig4_ablation.png`` ... ``fig8_learning_rate.png``, ``tradeoff_V.png``,
+``twin_deviation.png``, ``scaling_N.png``) and the
 long-form CSVs when they total at most ``CSV_LIMIT`` bytes (else they stay in ``CACHE``).
 Before anything runs, the compute of the whole plan is estimated and printed
 (``studies.estimate``).
@@ -28,13 +30,15 @@ from .common import StudyParser, UsageError, add_executor_arguments, check_execu
 from .estimate import hours, plan_seconds
 from .runner import write_atomically
 
-STUDIES = ("ablation", "sbs", "devices", "vs_dqn", "learning_rate", "tradeoff")
+STUDIES = ("ablation", "sbs", "devices", "vs_dqn", "learning_rate", "tradeoff", "twin", "scaling")
 
 FIGURES = {"ablation": "fig4_ablation", "sbs": "fig5_sbs", "devices": "fig6_devices", "vs_dqn": "fig7_vs_dqn",
-           "learning_rate": "fig8_learning_rate", "tradeoff": "tradeoff_V"}
+           "learning_rate": "fig8_learning_rate", "tradeoff": "tradeoff_V", "twin": "twin_deviation",
+           "scaling": "scaling_N"}
 """The published file name of each study's figure."""
 
-NOTES_HEADING = {"tradeoff": "Where the model departs from the theory, and why"}
+NOTES_HEADING = {"tradeoff": "Where the model departs from the theory, and why", "twin": "Findings",
+                 "scaling": "Findings"}
 """The heading of a study's notes in the report, where it is not a figure of the paper."""
 
 CSV_LIMIT = 2_000_000
@@ -74,11 +78,16 @@ def study_arguments(name: str, args) -> list:
         "vs_dqn": [learned, args.benchmark, reference],
         "learning_rate": [learned, reference],
         "tradeoff": [reference, "greedy", learned],  # the learned solver at the study's few learned V only
+        "twin": [reference, learned],  # the learned solver trained on a perfect twin and on each deviated one
+        # the exhaustive reference (exponential in N) checks the optimiser only where that is bcd
+        "scaling": [reference, learned, args.benchmark, "greedy", *(["reference"] if reference == "bcd" else [])],
     }[name]
     argv = ["--solvers", ",".join(solvers), "--out", str(Path(args.cache) / name), "--cache",
             str(Path(args.cache) / "runs"), "--jobs", str(args.jobs), "--executor", args.executor]
     if args.address is not None:
         argv += ["--address", args.address]
+    if name == "scaling":
+        argv += ["--optimiser", reference]
     for flag in ("seeds", "episodes", "episodes_per_seed", "slots"):
         if getattr(args, flag) is not None:
             argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]

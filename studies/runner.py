@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from dtnopt.config import MODEL_VERSION, Scenario
 from dtnopt.loop import HELD_OUT_SEED_BASE, KPI_NAMES, VALIDATION_SEED_BASE, mean_kpis, run_episode, validation_seeds
 from dtnopt.registry import make, resolve
@@ -78,6 +80,14 @@ class Run:
     labels: tuple = ()  # extra (column, value) pairs of the long-form table, e.g. the swept rate
     reference_seeds: int = 0  # non-learned runs of curve studies: also scored on this many validation episodes
     evaluation_episodes: int = 1  # K, held-out episodes the final solver is scored on
+    training_scenario: Scenario | None = None  # a learned solver trained elsewhere than it is scored (None: the same)
+    decision_p95: bool = False  # also record each evaluation episode's 95th-percentile decision time
+
+    @property
+    def trained_on(self) -> Scenario:
+        """The scenario a learned solver is trained on: one model serves every scenario it is
+        scored on (e.g. trained on a perfect digital twin, scored on deviated ones)."""
+        return self.training_scenario or self.scenario
 
     @property
     def learned(self) -> bool:
@@ -97,7 +107,7 @@ class Run:
     def training_key(self) -> dict:
         """Everything that defines a trained model (and its learning curve), the model version
         included: a run of another model is never reused."""
-        key = {"model": MODEL_VERSION, "solver": self.solver, "scenario": self.scenario.to_dict(), "seed": self.seed,
+        key = {"model": MODEL_VERSION, "solver": self.solver, "scenario": self.trained_on.to_dict(), "seed": self.seed,
                "hyper": [list(pair) for pair in self.hyper]}
         if self.learned:
             key.update(episodes=self.episodes, eval_every=self.eval_every, eval_seeds=self.eval_seeds)
@@ -108,7 +118,14 @@ class Run:
         return key
 
     def result_key(self) -> dict:
-        return {**self.training_key(), "evaluation_seeds": self.evaluation_seeds}
+        """The training key, the evaluation seeds and, only where set, the scenario scored on
+        (when training elsewhere) and the p95 record: runs without them keep their keys."""
+        key = {**self.training_key(), "evaluation_seeds": self.evaluation_seeds}
+        if self.training_scenario is not None:
+            key["evaluation_scenario"] = self.scenario.to_dict()
+        if self.decision_p95:
+            key["decision_p95"] = True
+        return key
 
     def stem(self, key: dict) -> str:
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
@@ -116,6 +133,8 @@ class Run:
 
     def describe(self) -> dict:
         training = {"episodes": self.budget} if self.learned else {}
+        if self.training_scenario is not None:
+            training["training_scenario"] = self.training_scenario.to_dict()
         return {"solver": self.solver, "devices": self.scenario.devices, "sbs": self.scenario.sbs,
                 "seed": self.seed, **dict(self.hyper), **training, "evaluation_episodes": self.evaluation_episodes}
 
@@ -242,7 +261,7 @@ def _finite(value):
 
 def train(run: Run, cache: RunCache, progress: bool):
     """The trained solver of ``run``: from the cache, or trained now and cached."""
-    solver = make(run.solver, run.scenario, seed=run.seed, **dict(run.hyper))
+    solver = make(run.solver, run.trained_on, seed=run.seed, **dict(run.hyper))
     record = cache.training(run)
     if record.is_file():
         info = cache.read_training(run)
@@ -302,8 +321,12 @@ def _execute(run: Run, cache: RunCache, progress: bool) -> dict:
         solver, training = make(run.solver, run.scenario, seed=run.seed, **dict(run.hyper)), {}
     evaluations = []
     for seed in run.evaluation_seeds:
-        kpi = {} if solver is None else run_episode(solver, run.scenario, seed=seed).kpi
+        episode = None if solver is None else run_episode(solver, run.scenario, seed=seed)
+        kpi = {} if episode is None else episode.kpi
         evaluations.append({"seed": seed, "kpi": {name: _finite(kpi.get(name)) for name in KPI_NAMES}})
+        if run.decision_p95:
+            p95 = None if episode is None else float(np.percentile(episode.slots["decision_ms"], 95))
+            evaluations[-1]["extra"] = {"decision_p95_ms": _finite(p95)}
     result = {
         "run": run.describe(),
         "key": run.result_key(),
@@ -442,7 +465,8 @@ def long_table(study: str, runs: list, root: Path, label_columns: tuple = ()) ->
     for the points of a learning curve (mean over its validation episodes) at training
     ``episode``; ``validation`` for a non-learned reference scored on those same validation
     episodes (``Run.reference_seeds``), the level its curve-figure line is drawn at.
-    Metrics: ``dtnopt.loop.KPI_NAMES`` (``stable`` as 0/1), plus, for learned solvers, the
+    Metrics: ``dtnopt.loop.KPI_NAMES`` (``stable`` as 0/1), ``decision_p95_ms`` for runs that
+    record it (``Run.decision_p95``), plus, for learned solvers, the
     properties of the trained model repeated on each of its evaluation episodes: ``training_s``
     and ``training_failed`` (1 when training diverged; its KPIs are then empty)."""
     import pandas as pd
@@ -454,7 +478,7 @@ def long_table(study: str, runs: list, root: Path, label_columns: tuple = ()) ->
                 "sbs": run.scenario.sbs, **{column: dict(run.labels).get(column) for column in label_columns}}
         result = cache.read_result(run)
         for evaluation in result["evaluations"]:
-            metrics = dict(evaluation["kpi"])
+            metrics = {**evaluation["kpi"], **evaluation.get("extra", {})}
             if run.learned:
                 metrics["training_s"] = result.get("training_s")
                 metrics["training_failed"] = float(bool(result.get("error")))

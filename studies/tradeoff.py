@@ -23,7 +23,7 @@ from dtnopt.config import Scenario
 from dtnopt.registry import resolve as resolve_solver
 
 from .claims import CONFIDENCE, Claim, Verdict, episode_cube, evaluations, means_table, stratified_bootstrap
-from .common import SWEEP, Study, UsageError, float_list
+from .common import SWEEP, Study, UsageError, float_list, listed
 from .figures import draw_tradeoff
 
 V_DEFAULT = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
@@ -56,23 +56,25 @@ def _loglog_slope(log_v: np.ndarray, levels: np.ndarray) -> np.ndarray:
     return ((logs - logs.mean(axis=1, keepdims=True)) @ centred) / (centred @ centred)
 
 
-def exponent(values, solver: str, metric: str, baseline: str | None = None, smallest: float = 0.0) -> dict:
-    """The fitted exponent k of ``metric`` ~ V^k for ``solver`` over its V values >= ``smallest``,
+def exponent(values, solver: str, metric: str, baseline: str | None = None, smallest: float = 0.0,
+             x: str = "V") -> dict:
+    """The fitted exponent k of ``metric`` ~ x^k (x the swept column, V by default) for ``solver``
+    over its values of x >= ``smallest``,
     with its 95% stratified bootstrap interval, episodes paired across V by replicate and episode
     index. ``baseline="largest"`` fits the gap metric(V) - metric(V_max) over the V values below
     V_max, ``"smallest"`` the excess metric(V) - metric(V_min) over those above V_min. A resample
     whose gap is not positive at every V has no exponent; ``undefined`` is their share.
-    Returns {estimate, low, high, undefined, V, means, replicates}."""
-    runs = values[(values["solver"] == solver) & (values["V"] >= smallest)]
-    settings = sorted(runs["V"].dropna().unique())
-    means = runs.groupby("V")[metric].mean().to_dict()
+    Returns {estimate, low, high, undefined, settings (the fitted x), means, replicates}."""
+    runs = values[(values["solver"] == solver) & (values[x] >= smallest)]
+    settings = sorted(runs[x].dropna().unique())
+    means = runs.groupby(x)[metric].mean().to_dict()
     fitted = {"largest": settings[:-1], "smallest": settings[1:]}.get(baseline, settings)
     result = {"estimate": float("nan"), "low": float("nan"), "high": float("nan"), "undefined": 1.0,
-              "V": fitted, "means": means, "replicates": int(runs["seed"].nunique())}
+              "settings": fitted, "means": means, "replicates": int(runs["seed"].nunique())}
     if len(fitted) < 2 or not all(np.isfinite(means.get(v, np.nan)) for v in settings):
         return result
     log_v = np.log(np.asarray(fitted, dtype=float))
-    wide = runs.set_index(["seed", "evaluation_seed", "V"])[metric].unstack("V")[settings].reset_index()
+    wide = runs.set_index(["seed", "evaluation_seed", x])[metric].unstack(x)[settings].reset_index()
     drawn = []
 
     def statistic(points):
@@ -121,8 +123,8 @@ def sign_verdict(name: str, fit: dict, growing: bool, theory: float) -> Verdict:
     """"The quantity grows (shrinks) with V": the sign of the fitted exponent, resolved when its
     interval excludes 0."""
     if not np.isfinite(fit["estimate"]):
-        if len(fit["V"]) < 2 or not all(np.isfinite(mean) for mean in fit["means"].values()):
-            return Verdict(name, None, False, _missing(fit) if len(fit["V"]) >= 2 else "too few values of V")
+        if len(fit["settings"]) < 2 or not all(np.isfinite(mean) for mean in fit["means"].values()):
+            return Verdict(name, None, False, _missing(fit) if len(fit["settings"]) >= 2 else "too few values of V")
         return Verdict(name, False, False, _missing(fit))
     holds = fit["estimate"] > 0 if growing else fit["estimate"] < 0
     resolved = _defined(fit) and (fit["low"] > 0 or fit["high"] < 0)
@@ -134,7 +136,7 @@ def rate_verdict(name: str, fit: dict, theory: float) -> Verdict:
     """"The exponent is the theory's": holds when the whole interval lies within ``TOLERANCE`` of
     it, does not hold when the whole interval lies outside, else not resolved."""
     if not np.isfinite(fit["estimate"]):
-        return Verdict(name, None, False, _missing(fit) if len(fit["V"]) >= 2 else "too few values of V")
+        return Verdict(name, None, False, _missing(fit) if len(fit["settings"]) >= 2 else "too few values of V")
     band = (theory - TOLERANCE, theory + TOLERANCE)
     holds = band[0] <= fit["estimate"] <= band[1]
     inside = band[0] <= fit["low"] and fit["high"] <= band[1]
@@ -145,7 +147,7 @@ def rate_verdict(name: str, fit: dict, theory: float) -> Verdict:
 
 
 def _vs(fit: dict) -> str:
-    return ",".join(f"{v:g}" for v in fit["V"])
+    return ",".join(f"{v:g}" for v in fit["settings"])
 
 
 def flat_beyond(values, solver: str, from_v: float = MODEL_DEFAULT_V) -> Verdict:
@@ -191,10 +193,10 @@ class TradeoffStudy(Study):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--V-values", dest="V_values", type=float_list, default=None,
                             help="drift-plus-penalty weights V, Mbit^2/J, at least 3, in (0, 1e9] "
-                                 f"(default {_listed(V_DEFAULT)}; --quick {_listed(V_QUICK)})")
+                                 f"(default {listed(V_DEFAULT)}; --quick {listed(V_QUICK)})")
         parser.add_argument("--learned-V-values", dest="learned_V_values", type=float_list, default=None,
                             help="the V values (among --V-values) at which learned solvers are trained and scored "
-                                 f"(default {_listed(LEARNED_V_DEFAULT)})")
+                                 f"(default {listed(LEARNED_V_DEFAULT)})")
         parser.add_argument("--devices", type=int, default=20, help="N, number of devices (default 20)")
         parser.add_argument("--sbs", type=int, default=3, help="M, number of SBSs (default 3)")
 
@@ -208,12 +210,12 @@ class TradeoffStudy(Study):
         args.V_values = sorted(set(values))
         if len(args.V_values) < 3:
             raise UsageError("argument --V-values: at least 3 distinct values (the energy gap is fitted on two or "
-                             f"more below the largest), got {_listed(args.V_values)}")
+                             f"more below the largest), got {listed(args.V_values)}")
         learned = sorted(set(args.learned_V_values or LEARNED_V_DEFAULT))
         if any(resolve_solver(solver)[0].learned for solver in args.solvers):
             outside = [v for v in learned if v not in args.V_values]
             if outside:
-                raise UsageError(f"argument --learned-V-values: each must be one of --V-values ({_listed(args.V_values)}), "
+                raise UsageError(f"argument --learned-V-values: each must be one of --V-values ({listed(args.V_values)}), "
                                  f"got {outside[0]:g}")
         args.learned_V_values = learned
 
@@ -257,7 +259,7 @@ class TradeoffStudy(Study):
         notes += default_notes(values) + departure_notes(values)
         trained = table[(table["phase"] == "eval") & table["episode"].notna()]
         for solver, rows in trained.groupby("solver", sort=False):
-            notes.append(f"- {solver} is trained anew at each of its V ({_listed(sorted(rows['V'].unique()))}) with "
+            notes.append(f"- {solver} is trained anew at each of its V ({listed(sorted(rows['V'].unique()))}) with "
                          f"{int(rows['episode'].max())} training episodes, far below the shipped policy's budget: "
                          "its points show the trade-off of that budget's policies, not of the method.")
         shown = values.assign(V=values["V"].map(lambda v: f"{v:g}"))
@@ -326,10 +328,6 @@ def departure_notes(values) -> list:
         "serve what arrives. The gap is measured against the largest V, not the true optimum, which makes the "
         "fitted exponent of the gap steeper than the true one near V_max.")
     return notes
-
-
-def _listed(values) -> str:
-    return ",".join(f"{v:g}" for v in values)
 
 
 STUDY = TradeoffStudy()

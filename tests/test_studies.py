@@ -24,7 +24,7 @@ from dtnopt import Scenario, make
 from dtnopt.loop import KPI_NAMES, held_out_seeds, run_episode, run_seeds, validation_seeds
 from dtnopt.registry import register
 from dtnopt.solver import NO_ABLATION, Solver
-from studies import ablation, claims, devices, learning_rate, paper, runner, sbs, tradeoff, vs_dqn
+from studies import ablation, claims, devices, learning_rate, paper, runner, sbs, scaling, tradeoff, twin, vs_dqn
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 2  # evaluation episodes per replicate in the tiny studies
@@ -287,6 +287,19 @@ def test_parallel_jobs_give_the_same_table(tmp_path):
     (tradeoff.STUDY, ["--solvers", "greedy,linear-test", "--V-values", "1,10,100", "--learned-V-values", "10,1000"],
      "--learned-V-values: each must be one of --V-values (1,10,100), got 1000"),
     (tradeoff.STUDY, ["--devices", "0"], "devices must be"),
+    (twin.STUDY, ["--gain-errors", "-0.1"], "--gain-errors: each must be in [0, 10]"),
+    (twin.STUDY, ["--gain-errors", "x"], "--gain-errors"),
+    (twin.STUDY, ["--staleness-values", "1.5"], "--staleness-values"),
+    (twin.STUDY, ["--staleness-values", "-1"], "--staleness-values: each must be an integer in [0, 10000]"),
+    (twin.STUDY, ["--gain-errors", "0", "--staleness-values", "0"], "at least one deviation above 0"),
+    (scaling.STUDY, ["--devices-values", "5"], "--devices-values: at least 2"),
+    (scaling.STUDY, ["--devices-values", "0,5"], "--devices-values: each N must be in [1, 1000]"),
+    (scaling.STUDY, ["--sbs-rule", "square"], "--sbs-rule"),
+    (scaling.STUDY, ["--devices-per-sbs", "0"], "--devices-per-sbs: must be an integer in [1, 1000]"),
+    (scaling.STUDY, ["--reference-slots", "0"], "--reference-slots: must be an integer in [1, 1000]"),
+    (scaling.STUDY, ["--reference-max-devices", "9"], "--reference-max-devices: must be an integer in [1, 8]"),
+    (scaling.STUDY, ["--solvers", "greedy,a3c"], "--optimiser: 'bcd' must be one of --solvers"),
+    (scaling.STUDY, ["--solvers", "a3c,bcd", "--optimiser", "a3c"], "--optimiser: must be a non-learned solver"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, study, argv, flag):
     assert study.main([*argv, "--out", str(tmp_path / "empty")]) == 2
@@ -649,3 +662,159 @@ def test_tradeoff_findings_follow_the_table():
     assert states["at large V (V >= 100) the backlog grows like V: exponent +1"] == "does not hold"
     assert states["the backlog above its level at V = 1 grows like V: exponent +1"] == "holds"
     assert re.search(r"at V = 1 the local queues already hold 500\d Mbit, 250 Mbit per device", notes)
+
+
+# --- the imperfect digital twin ------------------------------------------------------------------
+
+TWIN_TINY = ["--devices", "4", "--gain-errors", "0.2", "--staleness-values", "2", *TINY, "--slots", "12"]
+
+
+def test_twin_end_to_end(tmp_path, episode_counter):
+    argv = ["--solvers", "greedy,linear-test", *TWIN_TINY, "--out", str(tmp_path)]
+    assert twin.STUDY.main(argv) == 0
+    table = pd.read_csv(tmp_path / "twin.csv")
+    assert list(table.columns) == ["study", "solver", "seed", "devices", "sbs", "deviation", "level", "trained_on",
+                                   "phase", "episode", "evaluation_seed", "metric", "value"]
+    evaluation = table[(table["phase"] == "eval") & table["metric"].isin(KPI_NAMES)]
+    assert evaluation.groupby(["solver", "deviation", "level", "trained_on", "metric"]).size().eq(2 * K).all()
+    points = evaluation.groupby(["solver", "trained_on"])["deviation"].apply(lambda d: sorted(set(d))).to_dict()
+    assert points == {("greedy", "not trained"): ["gain_error", "none", "staleness"],
+                      ("linear-test", "perfect twin"): ["gain_error", "none", "staleness"],
+                      ("linear-test", "this twin"): ["gain_error", "staleness"]}
+    # one perfect-twin model per replicate serves every deviation; one more per deviated twin
+    assert LinearSearchSolver.fits == 2 * (1 + 2)
+    summary = (tmp_path / "twin.md").read_text()
+    for text in ("training on the deviated twin helps at gain_error 0.2: linear-test (trained on this twin) < "
+                 "linear-test (trained on a perfect twin)", "Tolerated deviation",
+                 "channel-gain error (relative std), greedy: 1%:", "| staleness | 2 | linear-test (trained on a perfect twin) |"):
+        assert text in summary
+    assert (tmp_path / "twin.png").stat().st_size > 0 and (tmp_path / "twin.pdf").stat().st_size > 0
+    done = len(episode_counter)
+    assert twin.STUDY.main(argv) == 0 and len(episode_counter) == done  # resumed from the cache
+
+
+def test_a_model_trained_elsewhere_is_keyed_by_its_training_scenario(tmp_path):
+    args, runs = twin.STUDY.planned(["--solvers", "bcd,a3c", "--out", str(tmp_path)])
+    perfect = [run for run in runs if dict(run.labels)["trained_on"] == twin.PERFECT]
+    assert {repr(run.training_key()) for run in perfect} == {
+        repr(run.training_key()) for run in perfect if run.scenario == Scenario(slots=args.slots)}
+    assert len({repr(run.result_key()) for run in perfect}) == len(perfect)  # scored on each deviated twin
+    assert all(run.training_scenario is None for run in runs if dict(run.labels)["deviation"] == "none")
+    retrained = [run for run in runs if dict(run.labels)["trained_on"] == twin.THIS]
+    assert len({repr(run.training_key()) for run in retrained}) == len(retrained)
+    # every other study's runs, and so their cache keys, are unchanged: no training scenario, no p95
+    for study in (ablation, sbs, devices, vs_dqn, learning_rate, tradeoff):
+        for run in study.STUDY.planned(["--out", str(tmp_path)])[1]:
+            assert run.training_scenario is None and not run.decision_p95
+            assert "evaluation_scenario" not in run.result_key() and "decision_p95" not in run.result_key()
+    key = runner.Run("bcd", Scenario(devices=4, slots=5), 0).result_key()
+    assert set(key) == {"model", "solver", "scenario", "seed", "hyper", "evaluation_seeds"}
+
+
+def _twin_table(energy, replicates=3, episodes=3, noise=0.002):
+    """A long-form twin table at N = 20, M = 3: eta_EE ``energy[(solver, trained_on, deviation, level)]``,
+    each episode off by a fixed relative ``noise``; the perfect-twin point has deviation "none"."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for (solver, trained_on, deviation, level), eta in energy.items():
+        for replicate in range(replicates):
+            for seed in runner.evaluation_seeds(replicate, episodes):
+                metrics = {name: 1.0 for name in KPI_NAMES}
+                metrics.update(energy_efficiency_j_per_mbit=eta * (1 + rng.normal(0, noise)),
+                               mean_local_backlog_mbit=eta, mean_edge_backlog_mbit=0.0, system_cost=eta)
+                rows += [{"study": "twin", "solver": solver, "seed": replicate, "devices": 20, "sbs": 3,
+                          "deviation": deviation, "level": level, "trained_on": trained_on, "phase": "eval",
+                          "episode": None, "evaluation_seed": seed, "metric": metric, "value": value}
+                         for metric, value in metrics.items()]
+    table = pd.DataFrame(rows)
+    table["episode"] = table["episode"].astype("Int64")
+    return table
+
+
+def test_twin_findings_follow_the_table():
+    energy = {("bcd", "not trained", "none", 0.0): 1.0, ("bcd", "not trained", "gain_error", 0.1): 1.003,
+              ("bcd", "not trained", "gain_error", 0.4): 1.07,
+              ("a3c", "perfect twin", "none", 0.0): 1.02, ("a3c", "perfect twin", "gain_error", 0.1): 1.04,
+              ("a3c", "perfect twin", "gain_error", 0.4): 1.2,
+              ("a3c", "this twin", "gain_error", 0.1): 1.04, ("a3c", "this twin", "gain_error", 0.4): 1.1}
+    found, means, notes = twin.STUDY.claims(_twin_table(energy))
+    notes = "\n".join(notes)
+    assert "channel-gain error (relative std), bcd: 1%: from 0.4 on; 5%: from 0.4 on; 10%: beyond the sweep" in notes
+    assert "a3c (trained on a perfect twin): 1%: from 0 on; 5%: from 0.4 on; 10%: from 0.4 on" in notes
+    states = {claim.text.split(":")[0]: claim.verdicts[1].state for claim in found}
+    assert states == {"training on the deviated twin helps at gain_error 0.1": "not resolved",
+                      "training on the deviated twin helps at gain_error 0.4": "holds"}
+    # one changed number flips a verdict each way
+    energy[("bcd", "not trained", "gain_error", 0.4)] = 1.12
+    assert "bcd: 1%: from 0.4 on; 5%: from 0.4 on; 10%: from 0.4 on" in "\n".join(twin.STUDY.claims(_twin_table(energy))[2])
+    energy[("a3c", "this twin", "gain_error", 0.4)] = 1.3
+    found = twin.STUDY.claims(_twin_table(energy))[0]
+    assert found[-1].verdicts[1].state == "does not hold"
+
+
+# --- learning against optimising as N grows ---------------------------------------------------------
+
+def test_scaling_end_to_end(tmp_path, episode_counter):
+    argv = ["--solvers", "linear-test,greedy,bcd,reference", "--devices-values", "3,8", "--reference-max-devices", "3",
+            "--reference-slots", "2", *TINY, "--out", str(tmp_path)]
+    assert scaling.STUDY.main(argv) == 0
+    table = pd.read_csv(tmp_path / "scaling.csv")
+    assert list(table.columns) == ["study", "solver", "seed", "devices", "sbs", "sbs_rule", "horizon", "phase",
+                                   "episode", "evaluation_seed", "metric", "value"]
+    evaluation = table[(table["phase"] == "eval") & table["metric"].isin([*KPI_NAMES, "decision_p95_ms"])]
+    assert evaluation.groupby(["solver", "devices", "sbs_rule", "horizon", "metric"]).size().eq(2 * K).all()
+    points = evaluation.groupby(["sbs_rule", "devices", "horizon"])["sbs"].first().to_dict()
+    assert points == {("fixed", 3, "full"): 3, ("fixed", 3, "short"): 3, ("fixed", 8, "full"): 3,
+                      ("growing", 3, "full"): 1, ("growing", 3, "short"): 1, ("growing", 8, "full"): 1}
+    assert set(evaluation.loc[evaluation["solver"] == "reference", "horizon"]) == {"short"}
+    assert set(evaluation.loc[evaluation["solver"] == "reference", "devices"]) == {3}
+    assert LinearSearchSolver.fits == 2 * 2 * 2  # per N, rule and replicate; the short episodes reuse the model
+    summary = (tmp_path / "scaling.md").read_text()
+    for text in ("linear-test decides at least 10x faster than bcd while within 1% of its eta_EE (fixed M)",
+                 "the decision time of bcd grows with N (growing M)", "decision ms (p95)",
+                 "reference runs only at N = 3 on short episodes; it is skipped at N = 8",
+                 "| fixed | short | 3 | 3 | greedy | reference |"):
+        assert text in summary
+    assert (tmp_path / "scaling.png").stat().st_size > 0 and (tmp_path / "scaling.pdf").stat().st_size > 0
+    done = len(episode_counter)
+    assert scaling.STUDY.main(argv) == 0 and len(episode_counter) == done  # resumed from the cache
+
+
+def _scaling_table(decision, eta, replicates=3, episodes=3, noise=0.01):
+    """A long-form scaling table (rule fixed, full episodes): decision time ``decision[(solver, N)]`` ms
+    and eta_EE ``eta[(solver, N)]``, each episode off by a fixed relative ``noise``."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for (solver, devices), ms in decision.items():
+        for replicate in range(replicates):
+            for seed in runner.evaluation_seeds(replicate, episodes):
+                metrics = {name: 1.0 for name in KPI_NAMES}
+                off = 1 + rng.normal(0, noise)
+                metrics.update(decision_ms=ms * off, decision_p95_ms=2 * ms * off, system_cost=-100.0 * eta[solver, devices],
+                               energy_efficiency_j_per_mbit=eta[solver, devices] * (1 + rng.normal(0, noise / 10)))
+                rows += [{"study": "scaling", "solver": solver, "seed": replicate, "devices": devices, "sbs": 3,
+                          "sbs_rule": "fixed", "horizon": "full", "phase": "eval", "episode": None,
+                          "evaluation_seed": seed, "metric": metric, "value": value}
+                         for metric, value in metrics.items()]
+    table = pd.DataFrame(rows)
+    table["episode"] = table["episode"].astype("Int64")
+    return table
+
+
+def test_scaling_findings_follow_the_table():
+    sizes = (10, 20, 50, 100)
+    decision = {**{("bcd", n): 0.1 * n for n in sizes}, **{("a3c", n): 0.3 for n in sizes}}
+    eta = {**{("bcd", n): 1.0 for n in sizes}, **{("a3c", n): 1.0 + (0.005 if n >= 50 else 0.05) for n in sizes}}
+    found = {claim.text: claim.verdicts[0] for claim in scaling.STUDY.claims(_scaling_table(decision, eta))[0]}
+    assert "a3c decides at least 10x faster than bcd while within 1% of its eta_EE (fixed M): N = 50" in found
+    grows = found["the decision time of bcd grows with N (fixed M)"]
+    assert grows.state == "holds" and "decision time ~ N^1.00" in grows.evidence
+    assert found["the decision time of a3c grows with N (fixed M)"].state == "not resolved"
+    eta[("a3c", 50)] = 1.02  # within 1% only from N = 100 on
+    found = [claim.text for claim in scaling.STUDY.claims(_scaling_table(decision, eta))[0]]
+    assert "a3c decides at least 10x faster than bcd while within 1% of its eta_EE (fixed M): N = 100" in found
+    decision[("bcd", 100)] = 2.0  # under 10x at the only N where the quality holds
+    eta[("a3c", 50)] = 1.02
+    found = {claim.text: claim.verdicts[0] for claim in scaling.STUDY.claims(_scaling_table(decision, eta))[0]}
+    text = "a3c decides at least 10x faster than bcd while within 1% of its eta_EE (fixed M): nowhere in the sweep"
+    assert found[text].state == "does not hold"
