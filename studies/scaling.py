@@ -17,7 +17,8 @@ optimiser (``--optimiser``, default ``bcd``) on the full ones.
 
 Findings, from the table: the smallest N where each learned solver decides at least
 ``SPEEDUP``-fold faster than ``bcd`` while within ``QUALITY_LOSS_PCT`` % of its eta_EE (and of
-its system cost), or "nowhere in the sweep"; and how each solver's decision time grows with N, the
+its system cost), with a backlog within ``BACKLOG_EXCESS_PCT`` % of its and stable queues, or
+"nowhere in the sweep"; and how each solver's decision time grows with N, the
 exponent fitted on log-log axes with a stratified bootstrap interval.
 
     python -m studies.scaling [--quick] [--devices-values 5,10,20,50,100,200] [--sbs-rule both]
@@ -64,7 +65,12 @@ SPEEDUP = 10.0
 QUALITY_LOSS_PCT = 1.0
 """The quality loss (eta_EE and system cost, %, against bcd) the crossing allows."""
 
+BACKLOG_EXCESS_PCT = 5.0
+"""The backlog excess (%, against bcd) the crossing allows: a policy that serves less than the
+optimiser can spend less energy per bit while its queues grow, which is no quality."""
+
 DECISION, P95, ENERGY, COST = "decision_ms", "decision_p95_ms", "energy_efficiency_j_per_mbit", "system_cost"
+BACKLOG, STABLE = "backlog_mbit", "stable"
 
 
 def sbs_of(devices: int, rule: str, sbs: int, devices_per_sbs: int) -> int:
@@ -86,23 +92,26 @@ def relative(values: pd.DataFrame) -> pd.DataFrame:
     episodes where it ran, else the optimiser, ``optimiser_of``), paired by replicate and
     evaluation episode:
     ``cost_pct`` = 100 (cost - cost_base) / |cost_base| (the per-slot P2 cost, (20)),
-    ``eta_loss_pct`` = 100 (eta_EE / eta_EE_base - 1) and ``speedup`` = decision time of
-    the baseline / the solver's (medians per slot); positive percentages are worse."""
+    ``eta_loss_pct`` = 100 (eta_EE / eta_EE_base - 1), ``backlog_pct`` = 100 (backlog /
+    backlog_base - 1) and ``speedup`` = decision time of the baseline / the solver's (medians per
+    slot); positive percentages are worse."""
     frames, optimiser = [], optimiser_of(values)
     for (rule, horizon, devices), point in values.groupby(["sbs_rule", "horizon", "devices"], sort=False):
         names = set(point["solver"])
         base_name = "reference" if horizon == "short" and "reference" in names else optimiser
         if base_name not in names:
             continue
-        base = point.loc[point["solver"] == base_name, ["seed", "evaluation_seed", COST, ENERGY, DECISION]]
+        base = point.loc[point["solver"] == base_name, ["seed", "evaluation_seed", COST, ENERGY, BACKLOG, DECISION]]
         joined = point.merge(base, on=["seed", "evaluation_seed"], how="left", suffixes=("", "_base"))
         frames.append(joined.assign(
             baseline=base_name,
             cost_pct=100.0 * (joined[COST] - joined[f"{COST}_base"]) / joined[f"{COST}_base"].abs(),
             eta_loss_pct=100.0 * (joined[ENERGY] / joined[f"{ENERGY}_base"] - 1.0),
+            backlog_pct=100.0 * (joined[BACKLOG] / joined[f"{BACKLOG}_base"] - 1.0),
             speedup=joined[f"{DECISION}_base"] / joined[DECISION]))
     if not frames:
-        return values.iloc[0:0].assign(baseline="", cost_pct=np.nan, eta_loss_pct=np.nan, speedup=np.nan)
+        return values.iloc[0:0].assign(baseline="", cost_pct=np.nan, eta_loss_pct=np.nan, backlog_pct=np.nan,
+                                       speedup=np.nan)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -115,15 +124,20 @@ def crossing(compared: pd.DataFrame, solver: str, rule: str, quality: str) -> tu
     """(N or None, evidence): the smallest N of the full-horizon sweep under ``rule`` where
     ``solver`` decides at least ``SPEEDUP`` times faster than the optimiser (interval of the
     speed-up above it) while its loss in ``quality`` (``eta_loss_pct`` or ``cost_pct``) stays within
-    ``QUALITY_LOSS_PCT`` (interval below it); None: nowhere in the sweep."""
+    ``QUALITY_LOSS_PCT`` (interval below it), its backlog within ``BACKLOG_EXCESS_PCT`` of the
+    optimiser's (interval below it) and every episode stable; None: nowhere in the sweep."""
     rows = compared[(compared["solver"] == solver) & (compared["sbs_rule"] == rule)
                     & (compared["horizon"] == "full") & (compared["baseline"] != "reference")]
     steps = []
     for devices, point in sorted(rows.groupby("devices"), key=lambda item: item[0]):
         fast, fast_low, _, replicates = interval(point, "speedup")
         loss, _, loss_high, _ = interval(point, quality)
-        steps.append(f"N={devices}: {fast:.3g}x (low {fast_low:.3g}), {loss:+.3g}% (high {loss_high:+.3g}%)")
-        if replicates >= 2 and fast_low >= SPEEDUP and loss_high <= QUALITY_LOSS_PCT:
+        excess, _, excess_high, _ = interval(point, "backlog_pct")
+        stable = float(point[STABLE].mean())
+        steps.append(f"N={devices}: {fast:.3g}x (low {fast_low:.3g}), {loss:+.3g}% (high {loss_high:+.3g}%), "
+                     f"backlog {excess:+.3g}% (high {excess_high:+.3g}%), {stable:.0%} stable")
+        if (replicates >= 2 and fast_low >= SPEEDUP and loss_high <= QUALITY_LOSS_PCT
+                and excess_high <= BACKLOG_EXCESS_PCT and stable == 1.0):
             return int(devices), "; ".join(steps)
     return None, "; ".join(steps)
 

@@ -780,7 +780,7 @@ def test_scaling_end_to_end(tmp_path, episode_counter):
     assert scaling.STUDY.main(argv) == 0 and len(episode_counter) == done  # resumed from the cache
 
 
-def _scaling_table(decision, eta, replicates=3, episodes=3, noise=0.01):
+def _scaling_table(decision, eta, replicates=3, episodes=3, noise=0.01, backlog=None):
     """A long-form scaling table (rule fixed, full episodes): decision time ``decision[(solver, N)]`` ms
     and eta_EE ``eta[(solver, N)]``, each episode off by a fixed relative ``noise``."""
     rng = np.random.default_rng(0)
@@ -791,7 +791,9 @@ def _scaling_table(decision, eta, replicates=3, episodes=3, noise=0.01):
                 metrics = {name: 1.0 for name in KPI_NAMES}
                 off = 1 + rng.normal(0, noise)
                 metrics.update(decision_ms=ms * off, decision_p95_ms=2 * ms * off, system_cost=-100.0 * eta[solver, devices],
-                               energy_efficiency_j_per_mbit=eta[solver, devices] * (1 + rng.normal(0, noise / 10)))
+                               energy_efficiency_j_per_mbit=eta[solver, devices] * (1 + rng.normal(0, noise / 10)),
+                               mean_local_backlog_mbit=(backlog or {}).get((solver, devices), 100.0),
+                               mean_edge_backlog_mbit=0.0)
                 rows += [{"study": "scaling", "solver": solver, "seed": replicate, "devices": devices, "sbs": 3,
                           "sbs_rule": "fixed", "horizon": "full", "phase": "eval", "episode": None,
                           "evaluation_seed": seed, "metric": metric, "value": value}
@@ -818,3 +820,9 @@ def test_scaling_findings_follow_the_table():
     found = {claim.text: claim.verdicts[0] for claim in scaling.STUDY.claims(_scaling_table(decision, eta))[0]}
     text = "a3c decides at least 10x faster than bcd while within 1% of its eta_EE (fixed M): nowhere in the sweep"
     assert found[text].state == "does not hold"
+    decision[("bcd", 100)], eta[("a3c", 50)] = 0.1 * 100, 1.005  # within 1% from N = 50 on again
+    crossed = "a3c decides at least 10x faster than bcd while within 1% of its eta_EE (fixed M): N = {}"
+    assert crossed.format(50) in [claim.text for claim in scaling.STUDY.claims(_scaling_table(decision, eta))[0]]
+    backlog = {("a3c", 50): 110.0}  # 10% more backlog than bcd's at N = 50: saving energy by serving less
+    found = [claim.text for claim in scaling.STUDY.claims(_scaling_table(decision, eta, backlog=backlog))[0]]
+    assert crossed.format(100) in found
