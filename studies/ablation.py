@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 
 from .claims import Claim, beats, evaluations, means_table, ordering
-from .common import Study
+from .common import Study, add_network_arguments
 from .figures import draw_curves
 
 
@@ -61,8 +61,7 @@ class AblationStudy(Study):
     solvers = ("a3c", "a3c-no-cpu", "a3c-no-radio", "bcd", "bcd-no-cpu", "bcd-no-radio")
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--devices", type=int, default=20, help="N, number of devices (default 20)")
-        parser.add_argument("--sbs", type=int, default=3, help="M, number of SBSs (default 3)")
+        add_network_arguments(parser)
 
     def plan(self, args) -> list:
         return [self.run(args, solver, seed, devices=args.devices, sbs=args.sbs)

@@ -78,6 +78,12 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
+def add_network_arguments(parser) -> None:
+    """``--devices`` (N) and ``--sbs`` (M) of a study at one network size."""
+    parser.add_argument("--devices", type=int, default=20, help="N, number of devices (default 20)")
+    parser.add_argument("--sbs", type=int, default=3, help="M, number of SBSs (default 3)")
+
+
 def add_executor_arguments(parser) -> None:
     parser.add_argument("--executor", choices=EXECUTORS, default="local",
                         help="where runs execute: local processes (--jobs), or Ray tasks (pip install -e '.[ray]')")

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from .claims import METRICS, Claim, Verdict, difference, evaluations, means_table
-from .common import LEARNING_RATE, Study, UsageError, float_list
+from .common import LEARNING_RATE, Study, UsageError, add_network_arguments, float_list
 from .figures import draw_curves
 
 PAPER_BEST = 1e-3
@@ -58,8 +58,7 @@ class LearningRateStudy(Study):
                             help="learning rates (default 1e-2,1e-3,1e-4,1e-5)")
         parser.add_argument("--hyper", default="learning_rate",
                             help="name of the learned solvers' learning-rate hyper-parameter (default learning_rate)")
-        parser.add_argument("--devices", type=int, default=20, help="N, number of devices (default 20)")
-        parser.add_argument("--sbs", type=int, default=3, help="M, number of SBSs (default 3)")
+        add_network_arguments(parser)
 
     def plan(self, args) -> list:
         if any(not rate > 0 for rate in args.rates):  # the solver checks its own upper bound

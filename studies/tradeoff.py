@@ -23,7 +23,7 @@ from dtnopt.config import Scenario
 from dtnopt.registry import resolve as resolve_solver
 
 from .claims import CONFIDENCE, Claim, Verdict, episode_cube, evaluations, means_table, stratified_bootstrap
-from .common import SWEEP, Study, UsageError, float_list, listed
+from .common import SWEEP, Study, UsageError, add_network_arguments, float_list, listed
 from .figures import draw_tradeoff
 
 V_DEFAULT = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
@@ -197,8 +197,7 @@ class TradeoffStudy(Study):
         parser.add_argument("--learned-V-values", dest="learned_V_values", type=float_list, default=None,
                             help="the V values (among --V-values) at which learned solvers are trained and scored "
                                  f"(default {listed(LEARNED_V_DEFAULT)})")
-        parser.add_argument("--devices", type=int, default=20, help="N, number of devices (default 20)")
-        parser.add_argument("--sbs", type=int, default=3, help="M, number of SBSs (default 3)")
+        add_network_arguments(parser)
 
     def resolve(self, args) -> None:
         super().resolve(args)

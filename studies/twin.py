@@ -29,7 +29,7 @@ import pandas as pd
 from dtnopt.registry import resolve as resolve_solver
 
 from .claims import Claim, beats, episode_cube, evaluations, means_table, stratified_bootstrap
-from .common import SWEEP, Study, UsageError, float_list, integer_list, listed
+from .common import SWEEP, Study, UsageError, add_network_arguments, float_list, integer_list, listed
 from .figures import draw_twin
 
 GAIN_ERRORS = (0.05, 0.1, 0.2, 0.4)
@@ -138,8 +138,7 @@ class TwinStudy(Study):
         parser.add_argument("--staleness-values", dest="staleness_values", type=integer_list, default=None,
                             help=f"twin location staleness, slots, in [0, {STALENESS_MAX}]; 0 always included "
                                  f"(default {listed(STALENESS)}; --quick {listed(STALENESS_QUICK)})")
-        parser.add_argument("--devices", type=int, default=20, help="N, number of devices (default 20)")
-        parser.add_argument("--sbs", type=int, default=3, help="M, number of SBSs (default 3)")
+        add_network_arguments(parser)
 
     def resolve(self, args) -> None:
         super().resolve(args)
