@@ -2,6 +2,7 @@
 
     python -m dtnopt run --solver NAME [--model X.pt] [--devices N --sbs M --slots T --seed S] [--json]
     python -m dtnopt train --solver NAME --out X.pt [--seed S] [--episodes E] [--set NAME=VALUE ...]
+                           [--devices-range LO:HI --sbs-range LO:HI]   (size-independent solvers)
     python -m dtnopt evaluate --solver NAME [--model X.pt] [--solver NAME2 [--model Y.pt]] ...
                               [--baseline bcd] [--episodes 10] [--devices N --sbs M] [--json]
 
@@ -101,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="hyper", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
                        help="a hyper-parameter of the solver, repeatable (e.g. --set hidden_size=64 "
                             "--set actor=mlp); VALUE is read as JSON, else as a string")
+    for option, symbol in (("--devices-range", "N"), ("--sbs-range", "M")):
+        train.add_argument(option, default=None, metavar="LO:HI",
+                           help=f"size-independent solvers (a3c-any): each training episode draws {symbol} "
+                                f"from LO..HI (default: the solver's)")
 
     evaluate = commands.add_parser(
         "evaluate", help="score solvers and checkpoints on the same held-out episodes beside equal and a baseline")
@@ -128,20 +133,34 @@ def _assignment(text: str) -> tuple:
     return name.strip(), parsed
 
 
-def _make_solver(name: str, scenario: Scenario, hyper: dict | None = None, option: str = "--solver", seed: int = 0):
+RANGE_OPTIONS = {"devices_range": "--devices-range", "sbs_range": "--sbs-range"}
+"""Hyper-parameters of size-independent solvers that ``train`` also sets by an option of its own."""
+
+
+def _make_solver(name: str, scenario: Scenario, hyper: dict | None = None, option: str = "--solver", seed: int = 0,
+                 flagged: dict | None = None):
     """Build solver ``name``; a bad name is reported against ``option``, a construction error
-    against the option it is about: ``--set`` for a hyper-parameter, the scenario option it
-    names, else ``option``."""
+    against the option it is about: the option of a hyper-parameter in ``flagged`` (field ->
+    option), ``--set`` for another hyper-parameter, the scenario option it names, else ``option``."""
+    from dataclasses import fields
+
     from .registry import make, resolve
 
     try:
-        resolve(name)
+        cls = resolve(name)[0]
     except ValueError as error:
         raise UsageError(f"argument {option}: {error}") from None
+    known = {f.name for f in fields(cls.config_class)} if getattr(cls, "config_class", None) else set()
+    for field, flag in (flagged or {}).items():
+        if field not in known:
+            raise UsageError(f"argument {flag}: solver {name!r} does not train over network sizes; "
+                             f"a size-independent solver such as a3c-any does")
     try:
         return make(name, scenario, seed=seed, **(hyper or {}))
     except (TypeError, ValueError) as error:  # an unknown hyper-parameter, a value out of range, a size
-        raise UsageError(f"argument {_option_of(str(error), hyper or {}, option)}: {error}") from None
+        first = str(error).split(" ", 1)[0]
+        where = (flagged or {}).get(first) or _option_of(str(error), hyper or {}, option)
+        raise UsageError(f"argument {where}: {error}") from None
 
 
 def _option_of(message: str, hyper: dict, option: str) -> str:
@@ -240,7 +259,12 @@ def _command_train(args) -> None:
     _check_out(args.out)
     if args.seed < 0:
         raise UsageError(f"argument --seed: must be an integer >= 0, got {args.seed}")
-    solver = _make_solver(args.solver, scenario, dict(args.hyper), seed=args.seed)
+    hyper, flagged = dict(args.hyper), {}
+    for field, option in RANGE_OPTIONS.items():
+        value = getattr(args, field)
+        if value is not None:
+            hyper[field], flagged[field] = value, option
+    solver = _make_solver(args.solver, scenario, hyper, seed=args.seed, flagged=flagged)
     if not solver.learned:
         raise UsageError(f"argument --solver: solver {args.solver!r} is not a learned solver")
     if args.episodes is not None and args.episodes < 1:

@@ -120,8 +120,9 @@ class TrainingRun:
 
         solver = self.solver
         solver.load_state_dict(snapshot)
+        scores = [mean_kpis(solver, scenario, self.seeds) for scenario in solver.validation_scenarios()]
         self.rows.append({"episode": episodes, "slots": slots, "wall_s": time.perf_counter() - self.started,
-                          **mean_kpis(solver, solver.scenario, self.seeds)})
+                          **{name: sum(score[name] for score in scores) / len(scores) for name in KPI_NAMES}})
         solver.curve = pd.DataFrame(self.rows)
         key = selection_key(self.rows[-1])
         if self.best_key is None or key < self.best_key:
@@ -173,6 +174,15 @@ class LearnedSolver(Solver):
 
     def learn(self, episodes: int, run: TrainingRun) -> tuple:
         raise NotImplementedError
+
+    @staticmethod
+    def size_independent(config) -> bool:
+        """Whether networks of ``config`` run at any N and M (a checkpoint then loads at any size)."""
+        return False
+
+    def validation_scenarios(self) -> list:
+        """Scenarios of the evaluations during ``fit``; a curve row is the mean of their KPIs."""
+        return [self.scenario]
 
     # --- shared ---
     def make_config(self, hyperparameters: dict):
@@ -234,8 +244,8 @@ class LearnedSolver(Solver):
 
     def load(self, path) -> "LearnedSolver":
         """Load a checkpoint of ``save``. A checkpoint of another model version, solver, ablation
-        or scenario (N, M), or a damaged one, is a ``ValueError`` naming the file and what is wrong; the
-        solver is unchanged then."""
+        or scenario (N, M, unless the networks are ``size_independent``), or a damaged one, is a
+        ``ValueError`` naming the file and what is wrong; the solver is unchanged then."""
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
         except (FileNotFoundError, IsADirectoryError, PermissionError):  # the system's own message
@@ -280,15 +290,16 @@ class LearnedSolver(Solver):
             trained = Scenario(**scenario)
         except (ValueError, TypeError) as error:
             raise ValueError(f"{path!s}: scenario: {error}") from None
-        for name, symbol in (("devices", "N"), ("sbs", "M")):
-            if getattr(trained, name) != getattr(self.scenario, name):
-                raise ValueError(f"{path!s} was trained with {name} ({symbol}) = {getattr(trained, name)}, "
-                                 f"this solver's scenario has {getattr(self.scenario, name)}")
         hyperparameters = _fields(saved["hyperparameters"], self.config_class, "hyper-parameters", path)
         try:
-            self.config = self.make_config(hyperparameters)
+            config = self.make_config(hyperparameters)
         except (ValueError, TypeError) as error:
             raise ValueError(f"{path!s}: {error}") from None
+        for name, symbol in (("devices", "N"), ("sbs", "M")):
+            if getattr(trained, name) != getattr(self.scenario, name) and not self.size_independent(config):
+                raise ValueError(f"{path!s} was trained with {name} ({symbol}) = {getattr(trained, name)}, "
+                                 f"this solver's scenario has {getattr(self.scenario, name)}")
+        self.config = config
         weights = saved["weights"]
         if not isinstance(weights, dict) or not all(isinstance(value, torch.Tensor) for value in weights.values()):
             raise ValueError(f"{path!s}: weights must be a mapping of names to tensors")

@@ -16,12 +16,4 @@ Each writes a long-form table, its configuration, a figure drawn from the table 
 that checks the paper's claims on the measured numbers (``studies.common``).
 """
 
-import os
-
-# One BLAS thread in every process that runs studies (inherited by the trainers' workers), set
-# before numpy loads. On a loaded 2-core machine OpenBLAS threads spin against other processes
-# once matrices pass its threading threshold: a3c's numpy decision path at N = 200 was measured
-# at 24 ms per slot instead of 0.24 ms, which would make ``studies.scaling`` time the machine's
-# load, not the policy. Parallelism comes from ``--jobs`` and the trainers' worker processes.
-for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")
+import dtnopt  # noqa: F401,E402  first, so BLAS gets one thread before numpy loads (see dtnopt)

@@ -17,6 +17,7 @@ from the table) and ``NAME.md`` (the paper's claims checked on the measured numb
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import shlex
@@ -209,6 +210,23 @@ def canonical_hyper(solver: str, scenario: Scenario, hyper: dict) -> tuple:
                         if name not in defaults or defaults[name] != value))
 
 
+def size_independent(solver: str, hyper: dict) -> bool:
+    """Whether the learned ``solver`` with ``hyper`` has networks that run at any N and M."""
+    return _size_independent(solver, tuple(sorted(hyper.items())))
+
+
+@functools.lru_cache(maxsize=None)
+def _size_independent(solver: str, hyper: tuple) -> bool:
+    from dtnopt.registry import make
+
+    try:
+        learned = make(solver, Scenario(), **dict(hyper))
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"hyper-parameters {dict(hyper)} of solver {solver!r}: {error}") from None
+    check = getattr(learned, "size_independent", None)
+    return bool(check and check(learned.config))
+
+
 class Study:
     """One figure of the paper. Subclasses set the class attributes and override ``plan``,
     ``draw`` and ``claims`` (and ``add_arguments`` / ``default_solvers`` if needed)."""
@@ -249,19 +267,27 @@ class Study:
         left at their defaults give the same scenario, so the same cache keys, as not setting them.
         ``training_scenario`` (learned solvers) sets the fields of the scenario it is trained on
         instead, e.g. ``{}`` for a perfect twin scored on a deviated one; the model is then shared
-        by every run trained there."""
+        by every run trained there.
+
+        A size-independent learned solver (``a3c-any``) is trained once per seed, at
+        ``DEFAULT_POINT`` (and at paper scale with its own default budget), and scored at every N and M."""
+        learned = resolve_solver(solver)[0].learned
+        anysize = learned and size_independent(solver, hyper or {})
+        if anysize:
+            training_scenario = {**(scenario or {} if training_scenario is None else training_scenario),
+                                 "devices": DEFAULT_POINT[0], "sbs": DEFAULT_POINT[1]}
         try:
             evaluated = Scenario(devices=devices, sbs=sbs, slots=args.slots, **(scenario or {}))
-            trained = (Scenario(devices=devices, sbs=sbs, slots=args.slots, **training_scenario)
-                       if training_scenario is not None and resolve_solver(solver)[0].learned else evaluated)
+            trained = (Scenario(**{"devices": devices, "sbs": sbs, "slots": args.slots, **training_scenario})
+                       if training_scenario is not None and learned else evaluated)
         except (TypeError, ValueError) as error:  # names the field and its range
             raise UsageError(f"scenario: {error}") from None
         settings = {"training_scenario": trained} if trained != evaluated else {}
         if self.decision_p95:
             settings["decision_p95"] = True
-        if resolve_solver(solver)[0].learned:
+        if learned:
             settings.update(episodes=args.episodes, eval_every=args.eval_every, eval_seeds=args.eval_seeds)
-            if self.shipped_point and args.shipped and (devices, sbs) == DEFAULT_POINT:
+            if args.shipped and (anysize or self.shipped_point and (devices, sbs) == DEFAULT_POINT):
                 settings.update(episodes=SHIPPED.episodes, eval_every=SHIPPED.eval_every,
                                 eval_seeds=SHIPPED.eval_seeds)
         elif self.curves:  # a reference line of a learning-curve figure: scored where the curves are

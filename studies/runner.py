@@ -127,9 +127,11 @@ class Run:
             key["decision_p95"] = True
         return key
 
-    def stem(self, key: dict) -> str:
+    def stem(self, key: dict, scenario: Scenario | None = None) -> str:
+        """File name of ``key``'s artefact, with N and M of ``scenario`` (default: the run's)."""
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-        return f"{self.solver}_N{self.scenario.devices}_M{self.scenario.sbs}_s{self.seed}_{digest}"
+        scenario = scenario or self.scenario
+        return f"{self.solver}_N{scenario.devices}_M{scenario.sbs}_s{self.seed}_{digest}"
 
     def describe(self) -> dict:
         training = {"episodes": self.budget} if self.learned else {}
@@ -149,7 +151,7 @@ class RunCache:
         self.root = Path(self.root)
 
     def model(self, run: Run) -> Path:
-        return self.root / "models" / f"{run.stem(run.training_key())}.pt"
+        return self.root / "models" / f"{run.stem(run.training_key(), run.trained_on)}.pt"
 
     def training(self, run: Run) -> Path:
         return self.model(run).with_suffix(".json")
@@ -405,6 +407,18 @@ def _execute_on_ray(pending: list, root: Path, address: str | None, report: "Pro
             ray.shutdown()
 
 
+def waves(pending: list, cache: RunCache) -> list:
+    """``pending`` in two waves for parallel execution: the first run of every model, then the
+    runs that score a model another run trains (a size-independent policy at every N, a policy
+    trained on a perfect twin scored on deviated ones), so no model is trained twice at once."""
+    first, later, models = [], [], set()
+    for run in pending:
+        model = cache.model(run) if run.learned else None
+        (later if model is not None and model in models else first).append(run)
+        models.add(model)
+    return [wave for wave in (first, later) if wave]
+
+
 def execute_all(runs: list, root: Path, jobs: int = 1, label: str = "runs", executor: str = "local",
                 address: str | None = None) -> Progress:
     """Execute every run (cached ones are skipped), with a progress bar over runs: ``jobs``
@@ -433,18 +447,19 @@ def execute_all(runs: list, root: Path, jobs: int = 1, label: str = "runs", exec
     pending.sort(key=lambda run: not run.learned)
     bar = tqdm(total=len(unique), initial=report.cached, desc=label, unit="run", dynamic_ncols=True)
     try:
-        if executor == "ray":
-            _execute_on_ray(pending, root, address, report, bar)
-        elif jobs == 1 or len(pending) <= 1:
+        if executor == "local" and (jobs == 1 or len(pending) <= 1):
             for run in pending:
                 bar.set_postfix_str(f"{run.solver} N={run.scenario.devices} M={run.scenario.sbs} seed={run.seed}")
                 report.results[run] = execute(run, str(root), progress=sys.stderr.isatty())
                 report.executed += 1
                 bar.update()
-        else:
+        for wave in waves(pending, cache) if executor == "ray" or jobs > 1 and len(pending) > 1 else ():
+            if executor == "ray":
+                _execute_on_ray(wave, root, address, report, bar)
+                continue
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_single_threaded_torch) as pool:
-                futures = {pool.submit(execute, run, str(root)): run for run in pending}
+                futures = {pool.submit(execute, run, str(root)): run for run in wave}
                 for future in as_completed(futures):
                     report.results[futures[future]] = future.result()
                     report.executed += 1

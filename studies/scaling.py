@@ -213,7 +213,7 @@ class ScalingStudy(Study):
                             scenario = replace(full.scenario, slots=args.reference_slots)
                             runs.append(replace(full, scenario=scenario,
                                                 labels=(("sbs_rule", rule), ("horizon", "short")),
-                                                training_scenario=full.scenario if full.learned else None,
+                                                training_scenario=full.trained_on if full.learned else None,
                                                 evaluation_episodes=min(args.episodes_per_seed, REFERENCE_EPISODES)))
         return runs
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from dtnopt import Environments, Scenario, available, check_feasible, fixed_allocation, make
+from dtnopt import Environments, Scenario, available, check_feasible, fixed_allocation, is_feasible, make
 from dtnopt.learned import CURVE_COLUMNS
 from dtnopt.registry import resolve
 
@@ -25,6 +25,7 @@ BLOCKS = ("bandwidth_share", "power", "local_cpu", "edge_cpu", "edge_departure")
 
 TINY_FIT = {  # hyper-parameters that make one tiny fit quick; others train with their defaults
     "a3c": {"n_workers": 1, "envs_per_worker": 2, "hidden_size": 16},
+    "a3c-any": {"n_workers": 1, "envs_per_worker": 2, "hidden_size": 16, "devices_range": "3:5", "sbs_range": "1:2"},
     "dqn": {"envs": 2, "hidden": 16, "learning_starts": 4, "batch_size": 8},
     "sb3-ppo": {"envs": 2, "n_steps": 4, "batch_size": 8, "hidden": 16},
     "sb3-a2c": {"envs": 2, "n_steps": 4, "hidden": 16},
@@ -102,5 +103,10 @@ def test_a_learned_solver_fits_saves_and_loads_to_the_same_actions(name, tmp_pat
     assert all(isinstance(value, torch.Tensor) for value in saved["weights"].values())
     loaded = make(name, SCENARIO).load(path)
     assert_same_actions(decisions(loaded), decisions(solver))
-    with pytest.raises(ValueError, match=r"devices \(N\)"):
-        make(name, SCENARIO.replace(devices=5)).load(path)
+    elsewhere = SCENARIO.replace(devices=5)
+    if solver.size_independent(solver.config):  # runs at any size, feasibly
+        observation = Environments(elsewhere, batch=2).reset(3)
+        assert is_feasible(elsewhere, make(name, elsewhere).load(path).act(observation), observation.association)
+    else:
+        with pytest.raises(ValueError, match=r"devices \(N\)"):
+            make(name, elsewhere).load(path)

@@ -826,3 +826,36 @@ def test_scaling_findings_follow_the_table():
     backlog = {("a3c", 50): 110.0}  # 10% more backlog than bcd's at N = 50: saving energy by serving less
     found = [claim.text for claim in scaling.STUDY.claims(_scaling_table(decision, eta, backlog=backlog))[0]]
     assert crossed.format(100) in found
+
+
+def test_a_size_independent_solver_trains_once_per_replicate_and_plays_every_point(tmp_path):
+    args, runs = devices.STUDY.planned(["--scheme", "a3c-any", "--out", str(tmp_path)])
+    learned = [run for run in runs if run.learned]
+    assert {run.scenario.devices for run in learned} == set(args.devices_values)
+    models = {(run.solver, run.seed): set() for run in learned}
+    for run in learned:
+        models[run.solver, run.seed].add(repr(run.training_key()))
+        assert (run.trained_on.devices, run.trained_on.sbs) == (20, 3) and run.trained_on.slots == args.slots
+    assert all(len(keys) == 1 for keys in models.values()) and len(models) == 3 * args.seeds
+    assert {run.budget for run in learned} == {make("a3c-any", Scenario()).config.episodes}  # its own default
+    cache = runner.RunCache(tmp_path)
+    assert {tuple(cache.model(run).name.split("_")[-4:-2]) for run in learned} == {("N20", "M3")}
+    first, later = runner.waves(learned, cache)
+    assert len({cache.model(run) for run in first}) == len(first) == len(models)
+    assert {cache.model(run) for run in later} <= {cache.model(run) for run in first}
+    # --quick and a forced budget apply to it as to any learned run
+    _, quick = devices.STUDY.planned(["--scheme", "a3c-any", "--quick", "--out", str(tmp_path)])
+    assert {run.budget for run in quick if run.learned} == {32}
+    # a fixed-size solver keeps one model per point
+    _, fixed = devices.STUDY.planned(["--out", str(tmp_path)])
+    assert all(run.training_scenario is None for run in fixed)
+
+
+def test_a_size_independent_solver_end_to_end(tmp_path):
+    argv = ["--solvers", "a3c-any,greedy", "--devices-values", "3,5", "--sbs", "1", "--seeds", "1",
+            "--episodes", "2", "--slots", "6", "--episodes-per-seed", "2", "--out", str(tmp_path), "--jobs", "2"]
+    assert devices.STUDY.main(argv) == 0
+    assert [path.name.split("_")[:3] for path in (tmp_path / "runs" / "models").glob("*.pt")] == [["a3c-any", "N20", "M3"]]
+    table = pd.read_csv(tmp_path / "devices.csv")
+    played = table[(table["phase"] == "eval") & (table["solver"] == "a3c-any") & (table["metric"] == "system_cost")]
+    assert sorted(set(played["devices"])) == [3, 5]

@@ -2,8 +2,9 @@
 Algorithms 2-3), with a continuous Gaussian policy over the unit action box.
 
 Layout: ``config`` (``A3CConfig``), ``networks`` (``ActorCritic``, ``DeviceActor``,
-``NumpyActor``), ``credit`` (the action map, rewards and per-entry advantages) and ``training``
-(the workers and the shared-state Adam). The solver below ties them to ``dtnopt.learned``'s
+``NumpyActor``), ``pooled`` (the size-independent ``PooledActorCritic``), ``credit`` (the action
+map, rewards and per-entry advantages) and ``training`` (the workers and the shared-state Adam,
+over drawn network sizes for ``a3c-any``). The solver below ties them to ``dtnopt.learned``'s
 ``LearnedSolver``, which owns the evaluation schedule, the learning curve, model selection and
 the checkpoint format.
 
@@ -16,7 +17,10 @@ What the paper leaves open, and how it is chosen here (measurements in docs/expe
 - Actor (``actor``): by default one MLP shared by all devices (``DeviceActor``), fed each
   device's features, a context and its station's devices' mean and max features; P2 is a sum of
   per-device problems coupled only through the stations, so a shared per-device map learns from
-  every device's samples at once. ``actor="mlp"`` is the paper's single MLP.
+  every device's samples at once. ``actor="mlp"`` is the paper's single MLP. ``actor="pooled"``
+  (``pooled``) gives the critic shared per-device and per-station heads too and feeds both only
+  per-part inputs and pooled summaries, so one checkpoint runs at any N and M; with
+  ``devices_range`` and ``sbs_range`` every training episode draws its size (``a3c-any``).
 - Policy: a Gaussian per entry of the unit action vector (``dtnopt.features``), state-independent
   log std. Samples are clipped into [0, 1] and mapped onto the feasible set (14a)-(14e) by the
   model's projection; the mean is unsquashed, so the deterministic action reaches the bounds.
@@ -42,19 +46,22 @@ What the paper leaves open, and how it is chosen here (measurements in docs/expe
 
 from __future__ import annotations
 
-from dtnopt.features import observation_features
+from dataclasses import dataclass
+
 from dtnopt.learned import LearnedSolver, selection_key
 from dtnopt.registry import register
 
 from .config import ACTORS, A3CConfig
 from .credit import credit, each_device_idle, externality, free_dimensions, gated_action, reward_scale
 from .networks import ActorCritic, DeviceActor, NumpyActor, bound_loss, parameter_count, station_actor_inputs
+from .pooled import PooledActorCritic, PooledNumpyActor, pooled_inputs, pooled_parameter_count
 from .training import SharedAdam, scheduled_rate, train, train_worker
 
 __all__ = [
-    "ACTORS", "A3CConfig", "A3CSolver", "ActorCritic", "DeviceActor", "NumpyActor", "SharedAdam", "bound_loss",
-    "credit", "each_device_idle", "externality", "free_dimensions", "gated_action", "reward_scale",
-    "scheduled_rate", "selection_key", "station_actor_inputs", "train_worker",
+    "ACTORS", "A3CConfig", "A3CSolver", "ActorCritic", "AnySizeA3C", "AnySizeConfig", "DeviceActor", "NumpyActor",
+    "PooledActorCritic", "PooledNumpyActor", "SharedAdam", "bound_loss", "credit", "each_device_idle", "externality",
+    "free_dimensions", "gated_action", "pooled_inputs", "reward_scale", "scheduled_rate", "selection_key",
+    "station_actor_inputs", "train_worker",
 ]
 
 
@@ -69,15 +76,29 @@ class A3CSolver(LearnedSolver):
         return self._model
 
     @model.setter
-    def model(self, model: ActorCritic) -> None:
-        self._model, self._decider = model, NumpyActor(model.actor)
+    def model(self, model) -> None:
+        pooled = isinstance(model, PooledActorCritic)
+        self._model, self._decider = model, PooledNumpyActor(model) if pooled else NumpyActor(model.actor)
 
     # --- networks (LearnedSolver hooks) ---
     def build_networks(self, config: A3CConfig) -> None:
-        self.model = ActorCritic(self.scenario, config)
+        self.model = PooledActorCritic(config) if config.actor == "pooled" else ActorCritic(self.scenario, config)
 
     def parameter_count(self, config: A3CConfig) -> int:
-        return parameter_count(self.scenario, config)
+        return pooled_parameter_count(config) if config.actor == "pooled" else parameter_count(self.scenario, config)
+
+    @staticmethod
+    def size_independent(config: A3CConfig) -> bool:
+        return config.actor == "pooled"
+
+    def validation_scenarios(self) -> list:
+        """The scenario, and with training ranges also their smallest and largest corners."""
+        devices, sbs = self.config.sizes
+        if devices is None and sbs is None:
+            return [self.scenario]
+        corners = [self.scenario.replace(**{name: bounds[end] for name, bounds in (("devices", devices), ("sbs", sbs))
+                                            if bounds is not None}) for end in (0, 1)]
+        return [corners[0], self.scenario, corners[1]]
 
     def state_dict(self) -> dict:
         return self.model.state_dict()
@@ -88,10 +109,35 @@ class A3CSolver(LearnedSolver):
     # --- acting ---
     def decide(self, observation):
         """The deterministic mean action (``NumpyActor``) through the gated map."""
-        mean = self._decider(observation_features(observation))
+        mean = self._decider(self.model.inputs(observation))
         return gated_action(observation, mean, self.ablation, self.config.gate_idle, self.config.offloaders_per_station)
 
     # --- training ---
     def learn(self, episodes: int, run) -> tuple:
         """``config.workers`` asynchronous workers (``training.train``)."""
         return train(self, episodes, run)
+
+
+@dataclass
+class AnySizeConfig(A3CConfig):
+    """``A3CConfig`` with the size-independent networks and training ranges as defaults
+    (docs/experiments/a3c-any.md). N in 5..50 and M in 1..5 cover the paper's sweeps (N 5-40,
+    M 1-5). Hidden layers of 64 units: the per-device network runs once per device, so its width
+    sets the decision time at large N, and 64 measured as good as 128. An episode drawn from
+    these ranges costs about 1.3 times an N = 20 one of ``a3c`` (mean N 27.5; the difference
+    rewards grow like N^2), so the 12,000 episodes cost about 1.3 default ``a3c`` trainings."""
+
+    actor: str = "pooled"
+    devices_range: str = "5:50"
+    sbs_range: str = "1:5"
+    hidden_size: int = 64
+
+
+@register("a3c-any")
+class AnySizeA3C(A3CSolver):
+    """Size-independent asynchronous actor-critic: one checkpoint decides at every N and M.
+
+    ``a3c`` with ``actor="pooled"``, every training episode of a size drawn from the ranges;
+    ``run``, ``evaluate`` and the studies load its checkpoint at any size."""
+
+    config_class = AnySizeConfig

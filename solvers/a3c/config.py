@@ -8,9 +8,26 @@ from dataclasses import dataclass
 
 from dtnopt.solver import check_flags, check_ranges
 
-ACTORS = ("station", "mlp")
-"""Actor networks: ``DeviceActor`` (one MLP shared by the devices, fed its station's context)
-and the paper's single MLP over the whole observation."""
+ACTORS = ("station", "mlp", "pooled")
+"""Actor-critic networks: ``DeviceActor`` (one MLP shared by the devices, fed its station's
+context) with the paper's critic, the paper's single MLPs over the whole observation, and
+``PooledActorCritic`` (shared per-device and per-station heads: one set of weights for any N, M)."""
+
+
+def parse_range(text: str, name: str, low: int) -> tuple | None:
+    """``"LO:HI"`` as (LO, HI) with ``low <= LO <= HI <= 100000`` ("": None); a ``ValueError``
+    names the field."""
+    if text == "":
+        return None
+    parts = text.split(":") if isinstance(text, str) else []
+    try:
+        lo, hi = (int(part) for part in parts)
+    except ValueError:
+        lo = hi = None
+    if lo is None or not low <= lo <= hi <= 100_000:
+        raise ValueError(f"{name} must be 'LO:HI' with integers {low} <= LO <= HI <= 100000, or '' "
+                         f"(the scenario's own), got {text!r}")
+    return lo, hi
 
 
 @dataclass
@@ -57,7 +74,14 @@ class A3CConfig:
     the station's band and CPU go to the devices that send."""
     actor: str = "station"
     """"station": ``DeviceActor``, one MLP shared by the devices and fed the mean and max of its
-    station's devices' features; "mlp": the paper's single MLP over the whole observation."""
+    station's devices' features; "mlp": the paper's single MLP over the whole observation;
+    "pooled": ``PooledActorCritic``, whose checkpoint runs at any N and M."""
+    devices_range: str = ""
+    """With ``actor="pooled"``: "LO:HI", each training episode draws N uniformly from LO..HI
+    ("": the scenario's N)."""
+    sbs_range: str = ""
+    """With ``actor="pooled"``: "LO:HI", each training episode draws M uniformly from LO..HI
+    ("": the scenario's M)."""
     offloaders_per_station: int = 1
     """With ``gate_idle``: at most this many devices per station send, those of largest claim (0: no
     limit). One sender is the structure of P2's optimum: a station's edge energy (11) is least
@@ -82,6 +106,15 @@ class A3CConfig:
                              "set offloaders_per_station=0 with gate_idle=False")
         if self.actor not in ACTORS:
             raise ValueError(f"actor must be one of {', '.join(ACTORS)}, got {self.actor!r}")
+        for name, low in (("devices_range", 1), ("sbs_range", 0)):
+            if parse_range(getattr(self, name), name, low) is not None and self.actor != "pooled":
+                raise ValueError(f"{name} needs actor='pooled' (the {self.actor!r} actor's inputs are sized by N "
+                                 f"and M), as solver a3c-any has")
+
+    @property
+    def sizes(self) -> tuple:
+        """((N low, N high) or None, (M low, M high) or None): the training ranges."""
+        return parse_range(self.devices_range, "devices_range", 1), parse_range(self.sbs_range, "sbs_range", 0)
 
     @property
     def workers(self) -> int:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from dtnopt.config import Scenario
-from dtnopt.features import DEVICE_ACTIONS, action_size, device_feature_size, observation_size
+from dtnopt.features import DEVICE_ACTIONS, action_size, device_feature_size, observation_features, observation_size
 from dtnopt.learned import mlp_parameters
 
 from .config import A3CConfig
@@ -117,6 +117,11 @@ class ActorCritic(nn.Module):
             nn.init.uniform_(head.weight, -1e-3, 1e-3)
             nn.init.constant_(head.bias, 0.5)
 
+    @staticmethod
+    def inputs(observation) -> np.ndarray:
+        """The networks' input for a batch of observations: the observation vector (float32)."""
+        return observation_features(observation)
+
     def mean_action(self, features: torch.Tensor) -> torch.Tensor:
         """The Gaussian mean on the unit box, unsquashed: the map clips it, so the bounds are
         reached exactly (a vanishing but positive edge-CPU share would make the edge energy
@@ -130,6 +135,9 @@ class ActorCritic(nn.Module):
 
     def policy_parameters(self) -> list:
         return [*self.actor.parameters(), self.log_std]
+
+    def critic_parameters(self) -> list:
+        return list(self.critic.parameters())
 
     def value(self, features: torch.Tensor) -> torch.Tensor:
         """Value of each part of the P2 cost (device parts, then station parts)."""
@@ -150,12 +158,14 @@ class NumpyActor:
         return [(module.weight.detach().numpy().T.copy(), module.bias.detach().numpy().copy())
                 for module in sequential if isinstance(module, nn.Linear)]
 
+    def sequentials(self) -> list:
+        """The MLPs whose weights the decision reads."""
+        return [self.actor.device_net, self.actor.station_net] if isinstance(self.actor, DeviceActor) else [self.actor]
+
     def _refresh(self) -> None:
         version = [param._version for param in self.parameters]
         if version != self.version:
-            sequentials = ([self.actor.device_net, self.actor.station_net] if isinstance(self.actor, DeviceActor)
-                           else [self.actor])
-            self.nets, self.version = [self._layers(net) for net in sequentials], version
+            self.nets, self.version = [self._layers(net) for net in self.sequentials()], version
 
     @staticmethod
     def _mlp(layers: list, inputs: np.ndarray) -> np.ndarray:

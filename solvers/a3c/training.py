@@ -23,7 +23,6 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from dtnopt.config import Scenario
-from dtnopt.features import observation_features
 from dtnopt.learned import TrainingRun
 from dtnopt.loop import HELD_OUT_SEED_BASE
 from dtnopt.lyapunov import p2_cost_terms
@@ -62,6 +61,45 @@ class SharedAdam(torch.optim.Adam):
         return self
 
 
+class Sizes:
+    """The environments a worker trains on: ``scenario`` itself, or with ``config.sizes`` (the
+    size-independent actor) a new batch for every episode whose N and M are drawn uniformly from
+    the ranges."""
+
+    def __init__(self, scenario: Scenario, config: A3CConfig, rng: np.random.Generator):
+        self.scenario, self.batch, self.rng = scenario, config.envs_per_worker, rng
+        self.devices, self.sbs = config.sizes
+        self.vary = self.devices is not None or self.sbs is not None
+
+    def draw(self, ablation: Ablation) -> tuple:
+        """(environments, the free entries of the policy output as a tensor)."""
+        changes = {}
+        for name, bounds in (("devices", self.devices), ("sbs", self.sbs)):
+            if bounds is not None:
+                changes[name] = int(self.rng.integers(bounds[0], bounds[1] + 1))
+        scenario = self.scenario.replace(**changes) if changes else self.scenario
+        return Environments(scenario, self.batch), torch.as_tensor(free_dimensions(scenario, ablation))
+
+
+def _tensors(inputs):
+    """The networks' numpy input (an array, or a tuple of arrays) as tensors."""
+    return torch.from_numpy(inputs) if isinstance(inputs, np.ndarray) else tuple(map(torch.from_numpy, inputs))
+
+
+def _stack(states: list):
+    """One rollout's inputs, stacked over its steps."""
+    if isinstance(states[0], torch.Tensor):
+        return torch.stack(states)
+    return tuple(torch.stack(parts) for parts in zip(*states))
+
+
+def _merge_steps(states):
+    """Stacked inputs with the steps and environments dimensions merged into one batch."""
+    if isinstance(states, torch.Tensor):
+        return states.flatten(0, 1)
+    return tuple(part.flatten(0, 1) for part in states)
+
+
 def train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CConfig, seed: int,
                  budget: int, model: ActorCritic, optimizer: SharedAdam, counter, failure, after_update=None,
                  parent: int | None = None) -> None:
@@ -73,16 +111,17 @@ def train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CC
     torch.set_num_threads(1)
     torch.manual_seed(seed + rank)
     local = copy.deepcopy(model)
-    free = torch.as_tensor(free_dimensions(scenario, ablation))
-    environments = Environments(scenario, config.envs_per_worker)
     episode_seeds = np.random.default_rng(seed + rank)
+    sizes = Sizes(scenario, config, episode_seeds)
+    environments, free = sizes.draw(ablation)
     observation = environments.reset(int(episode_seeds.integers(HELD_OUT_SEED_BASE)))
     gate, offloaders = config.gate_idle, config.offloaders_per_station
     while not failure.value and counter["episodes"].value < budget and parent in (None, os.getppid()):
         local.load_state_dict(model.state_dict())
+        scenario = environments.scenario
         features, samples, rewards, observed, externalities = [], [], [], [], []
         for _ in range(config.t_max):
-            state = torch.from_numpy(observation_features(observation))
+            state = _tensors(local.inputs(observation))
             with torch.no_grad():
                 sample = local.policy(state).sample()
             result = environments.step(gated_action(observation, sample.numpy(), ablation, gate, offloaders), check=False)
@@ -98,13 +137,13 @@ def train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CC
             if environments.done:
                 break
         rewards = np.stack(rewards)  # (steps, B, N + M+1): the scaled parts of the P2 cost (20)
-        states, actions = torch.stack(features), torch.stack(samples)
+        states, actions = _stack(features), torch.stack(samples)
         values = local.value(states)  # (steps, B, N + M+1)
         # n-step returns per cost part, bootstrapped unless the episode ended (Algorithm 3).
         running = np.zeros(rewards.shape[1:])
         if config.discount > 0 and not environments.done:
             with torch.no_grad():
-                running = local.value(torch.from_numpy(observation_features(observation))).numpy()
+                running = local.value(_tensors(local.inputs(observation))).numpy()
         returns = np.empty_like(rewards)
         for t in reversed(range(len(rewards))):
             running = rewards[t] + config.discount * running
@@ -115,7 +154,7 @@ def train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CC
         advantage = torch.as_tensor(advantage.reshape(-1, actions.shape[2]), dtype=torch.float32)
         if config.normalize_advantage and len(advantage) > 1:
             advantage = (advantage - advantage.mean(0)) / (advantage.std(0) + 1e-8)
-        distribution = local.policy(states.flatten(0, 1))
+        distribution = local.policy(_merge_steps(states))
         log_prob = distribution.log_prob(actions.flatten(0, 1)) * free
         entropy = (distribution.entropy() * free).sum(-1)
         policy_loss = -(log_prob * advantage).sum(-1).mean() - config.entropy_coef * entropy.mean()  # (26)
@@ -129,7 +168,7 @@ def train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CC
         # Actor and critic are separate networks: clip each, so a large critic error cannot
         # shrink the policy step.
         nn.utils.clip_grad_norm_(local.policy_parameters(), config.max_grad_norm)
-        nn.utils.clip_grad_norm_(local.critic.parameters(), config.max_grad_norm)
+        nn.utils.clip_grad_norm_(local.critic_parameters(), config.max_grad_norm)
         for shared, own in zip(model.parameters(), local.parameters()):
             shared.grad = own.grad
         rate = scheduled_rate(config, counter["slots"].value / (budget * scenario.slots))
@@ -143,6 +182,8 @@ def train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CC
         if after_update is not None:
             after_update()
         if environments.done:
+            if sizes.vary:
+                environments, free = sizes.draw(ablation)
             observation = environments.reset(int(episode_seeds.integers(HELD_OUT_SEED_BASE)))
 
 
