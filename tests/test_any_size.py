@@ -87,6 +87,12 @@ def test_numpy_decision_path_is_the_torch_actor():
         expected = solver.model.mean_action(tuple(map(torch.from_numpy, inputs))).numpy()
     assert expected.shape == (3, action_size(observation.scenario))
     np.testing.assert_allclose(solver._decider(inputs), expected, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():  # an optimizer step changes the weights in place: the decision follows
+        for parameter in solver.model.policy_parameters():
+            parameter.add_(0.05)
+        moved = solver.model.mean_action(tuple(map(torch.from_numpy, inputs))).numpy()
+    assert not np.allclose(moved, expected)
+    np.testing.assert_allclose(solver._decider(inputs), moved, rtol=1e-4, atol=1e-4)
 
 
 def test_one_checkpoint_decides_feasibly_at_every_size(tmp_path):

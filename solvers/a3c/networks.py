@@ -28,7 +28,8 @@ mean far outside would clip every sample to the bound and stop exploration, and 
 function would saturate there instead (vanishing gradient)."""
 
 
-def _mlp(inputs: int, outputs: int, config: A3CConfig) -> nn.Sequential:
+def mlp(inputs: int, outputs: int, config: A3CConfig) -> nn.Sequential:
+    """``config.hidden_layers`` ReLU layers of ``config.hidden_size`` units, then a linear head."""
     layers, width = [], inputs
     for _ in range(config.hidden_layers):
         layers += [nn.Linear(width, config.hidden_size), nn.ReLU()]
@@ -55,8 +56,8 @@ class DeviceActor(nn.Module):
         super().__init__()
         self.devices, self.width, self.stations = scenario.devices, device_feature_size(scenario), scenario.stations
         context = _context_size(scenario)
-        self.device_net = _mlp(3 * self.width + context, len(DEVICE_ACTIONS), config)
-        self.station_net = _mlp(context, scenario.stations, config)
+        self.device_net = mlp(3 * self.width + context, len(DEVICE_ACTIONS), config)
+        self.station_net = mlp(context, scenario.stations, config)
 
     def heads(self) -> list:
         return [self.device_net[-1], self.station_net[-1]]
@@ -109,8 +110,8 @@ class ActorCritic(nn.Module):
         if config.actor == "station":
             self.actor = DeviceActor(scenario, config)
         else:
-            self.actor = _mlp(observation_size(scenario), outputs, config)
-        self.critic = _mlp(observation_size(scenario), scenario.devices + scenario.stations, config)
+            self.actor = mlp(observation_size(scenario), outputs, config)
+        self.critic = mlp(observation_size(scenario), scenario.devices + scenario.stations, config)
         self.log_std = nn.Parameter(torch.full((outputs,), math.log(config.initial_std)))
         # Start from the centre of the box with small, state-independent noise in the mean.
         for head in (self.actor.heads() if isinstance(self.actor, DeviceActor) else [self.actor[-1]]):

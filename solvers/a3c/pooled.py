@@ -31,7 +31,7 @@ from dtnopt.features import DEVICE_ACTIONS, observation_features
 from dtnopt.learned import mlp_parameters
 
 from .config import A3CConfig
-from .networks import NumpyActor, _mlp
+from .networks import NumpyActor, mlp
 
 DEVICE_FEATURES = 6
 """Per-device entries of the observation vector before the one-hot station (``dtnopt.features``)."""
@@ -131,10 +131,10 @@ class PooledActorCritic(nn.Module):
 
     def __init__(self, config: A3CConfig):
         super().__init__()
-        self.device_actor = _mlp(DEVICE_INPUTS, len(DEVICE_ACTIONS), config)
-        self.station_actor = _mlp(STATION_INPUTS, 1, config)
-        self.device_critic = _mlp(DEVICE_INPUTS, 1, config)
-        self.station_critic = _mlp(STATION_INPUTS, 1, config)
+        self.device_actor = mlp(DEVICE_INPUTS, len(DEVICE_ACTIONS), config)
+        self.station_actor = mlp(STATION_INPUTS, 1, config)
+        self.device_critic = mlp(DEVICE_INPUTS, 1, config)
+        self.station_critic = mlp(STATION_INPUTS, 1, config)
         self.log_std = nn.Parameter(torch.full((len(DEVICE_ACTIONS) + 1,), math.log(config.initial_std)))
         # Start from the centre of the box with small, state-independent noise in the mean.
         for head in (self.device_actor[-1], self.station_actor[-1]):
@@ -173,6 +173,10 @@ class PooledActorCritic(nn.Module):
 
 class PooledNumpyActor(NumpyActor):
     """``PooledActorCritic.mean_action`` in numpy (float32), the decision path (``NumpyActor``)."""
+
+    def __init__(self, model: PooledActorCritic):
+        super().__init__(model)
+        self.parameters = model.policy_parameters()  # the critic's steps do not re-read the weights
 
     def sequentials(self) -> list:
         return [self.actor.device_actor, self.actor.station_actor]
