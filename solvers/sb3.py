@@ -41,6 +41,7 @@ import torch
 try:
     import stable_baselines3
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 except ImportError as error:  # the registry skips these solvers with this message
     raise ImportError("the sb3-* solvers need stable-baselines3: pip install -e '.[sb3]'") from error
@@ -276,6 +277,8 @@ class SB3Solver(LearnedSolver):
         algorithm = getattr(stable_baselines3, self.algorithm)
         self.model = algorithm("MlpPolicy", self.normalizer, gamma=config.discount, learning_rate=config.learning_rate,
                                seed=self.seed, device="cpu", verbose=0, **self.algorithm_kwargs(config))
+        # A logger without outputs: SB3's default one makes a folder in the temporary directory per fit.
+        self.model.set_logger(Logger(folder=None, output_formats=[]))
 
     def state_dict(self) -> dict:
         statistics = self.normalizer.obs_rms

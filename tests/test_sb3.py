@@ -5,6 +5,8 @@ as SB3 expects; and the command line trains, runs and evaluates them."""
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 import pytest
 import torch
@@ -52,6 +54,12 @@ def test_trains_saves_and_loads_to_the_same_actions(name, tmp_path):
     played, replayed = ({k: v for k, v in run_episode(each, TINY, seed=5).kpi.items() if k != "decision_ms"}
                         for each in (solver, loaded))
     assert played == replayed
+
+
+def test_training_writes_nothing_to_the_temporary_directory(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    make("sb3-a2c", TINY, **QUICK["sb3-a2c"]).fit(episodes=2, eval_seeds=1, progress=False)
+    assert not list(tmp_path.glob("SB3-*"))  # the folder of SB3's default logger
 
 
 def test_the_observation_statistics_are_part_of_the_weights():
