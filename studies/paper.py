@@ -107,6 +107,23 @@ def study_timing(path: Path) -> str:
         return "-"
 
 
+def training_time(table: Path) -> str:
+    """The measured training time of a study's models, summed (each model once): the compute
+    that dominates a study, whichever executions of a resumed run did it."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(table)
+    except (OSError, ValueError):
+        return "-"
+    rows = frame[(frame["metric"] == "training_s") & (frame["phase"] == "eval")]
+    if rows.empty:
+        return "no training"
+    models = rows.drop_duplicates([column for column in rows.columns
+                                   if column not in ("evaluation_seed", "value", "episode")])
+    return f"{models['value'].sum() / 60:.0f} min ({len(models)} models)"
+
+
 def _section(summary: str, heading: str) -> str:
     """The body of a ``## heading`` section of a study summary ("" if absent)."""
     parts = summary.split(f"## {heading}\n", 1)
@@ -123,10 +140,12 @@ def report(out: Path, cache: Path, names, command: str, commit: str, timings: di
              "them): **holds** / **does not hold** when the interval excludes 0, else **not resolved**; each is "
              "checked on the system cost and, because that cost is dominated by queue-drift terms "
              "(docs/model.md section 5), on eta_EE and the backlog.", "",
-             "| study | estimated compute alone (2 cores, from scratch) | measured wall time of its last execution |",
-             "|---|---|---|"]
+             "| study | estimated compute alone (2 cores, from scratch) | measured training time of its models | "
+             "measured wall time of its last execution |",
+             "|---|---|---|---|"]
     for name in names:
-        lines.append(f"| {name} | {hours(estimates.get(name, 0.0))} | {timings.get(name, '-')} |")
+        lines.append(f"| {name} | {hours(estimates.get(name, 0.0))} | {training_time(cache / name / f'{name}.csv')} | "
+                     f"{timings.get(name, '-')} |")
     lines.append("")
     if not published_csv:
         lines += [f"The long-form tables exceed {CSV_LIMIT / 1e6:.0f} MB together and are not published here; they "

@@ -329,8 +329,21 @@ def test_paper_runs_every_study_into_one_report(tmp_path, capsys):
         assert f"({paper.FIGURES[name]}.png)" in report and (cache / name / f"{name}.md").is_file()
     assert "A3C beats DQN" in report and "learning rate 0.001 is best" in report
     assert f"Commit `{paper.git_commit()}`" in report and "python -m studies.paper --learned linear-test" in report
-    assert re.search(r"\| vs_dqn \| \d+ min \| [\d.]+ s \(\d+ runs executed", report)
+    assert re.search(r"\| vs_dqn \| \d+ min \| \d+ min \(8 models\) \| [\d.]+ s \(\d+ runs executed", report)
     assert re.search(r"system cost: \*\*(holds|does not hold|not resolved)\*\*: .* = .* \[", report)
+
+
+def test_the_report_sums_each_models_training_time_once(tmp_path):
+    rows = [{"study": "x", "solver": solver, "seed": seed, "devices": 20, "sbs": 3, "phase": "eval", "episode": 10,
+             "evaluation_seed": episode, "metric": metric, "value": value}
+            for solver, seed, minutes in (("a3c", 0, 7.0), ("a3c", 1, 9.0), ("bcd", 0, None))
+            for episode in range(3)
+            for metric, value in (("training_s", None if minutes is None else 60 * minutes), ("system_cost", 1.0))
+            if value is not None]
+    pd.DataFrame(rows).to_csv(tmp_path / "x.csv", index=False)
+    assert paper.training_time(tmp_path / "x.csv") == "16 min (2 models)"
+    pd.DataFrame(rows).query("metric != 'training_s'").to_csv(tmp_path / "y.csv", index=False)
+    assert paper.training_time(tmp_path / "y.csv") == "no training"
 
 
 @pytest.mark.parametrize("argv, flag", [(["--episodes-per-seed", "0"], "--episodes-per-seed"),
