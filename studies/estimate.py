@@ -21,9 +21,9 @@ from dtnopt.registry import resolve
 
 from .runner import Run, RunCache
 
-TRAINING_S_PER_EPISODE = {"a3c": 520 / 12_000, "dqn": 80 / 1_600, "a3c-any": 1.3 * 520 / 12_000}
-"""Seconds per training episode at N = 20, T = 200 on 2 cores (whole default budget / episodes);
-``a3c-any``'s episodes, of N drawn from 5..50, cost 1.3 times ``a3c``'s (measured side by side)."""
+TRAINING_S_PER_EPISODE = {"a3c": 520 / 12_000, "dqn": 80 / 1_600, "a3c-any": 350 / 12_000}
+"""Seconds per training episode at N = 20, T = 200 on 2 cores (whole default budget / episodes;
+``a3c-any``'s episodes are of N drawn from 5..50)."""
 
 OTHER_TRAINING_S_PER_EPISODE = 0.05
 """A learned solver not measured above."""
