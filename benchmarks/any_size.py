@@ -40,8 +40,9 @@ def digest(path: str) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
 
 
-def measure(models: list, devices: int, sbs: int, episodes: int) -> list:
-    """One row per checkpoint at (N, M): its scores beside ``equal`` and ``bcd``."""
+def measure(models: dict, devices: int, sbs: int, episodes: int) -> list:
+    """One row per checkpoint (path -> content digest) at (N, M): its scores beside ``equal``
+    and ``bcd``."""
     scenario = Scenario(devices=devices, sbs=sbs)
     solvers = {path: make("a3c-any", scenario).load(path) for path in models}
     scored = evaluate(solvers, scenario, episodes, baseline="bcd")
@@ -50,7 +51,7 @@ def measure(models: list, devices: int, sbs: int, episodes: int) -> list:
     for path in models:
         kpis = scored.kpis(path)
         rows.append({
-            "checkpoint": path, "digest": digest(path), "devices": devices, "sbs": sbs, "episodes": episodes,
+            "checkpoint": path, "digest": models[path], "devices": devices, "sbs": sbs, "episodes": episodes,
             "gap_share": scored.gap_share(path),
             "eta_ratio": kpis["energy_efficiency_j_per_mbit"].mean() / bcd["energy_efficiency_j_per_mbit"].mean(),
             "backlog_mbit": kpis["mean_local_backlog_mbit"].mean(),
@@ -91,13 +92,14 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = pd.read_csv(out) if out.is_file() else pd.DataFrame(columns=COLUMNS)
-    wanted = {digest(path) for path in args.models}
+    models = {path: digest(path) for path in args.models}
+    wanted = set(models.values())
     for devices, sbs in (*SWEEP_POINTS, *(LARGE_POINTS if args.large else ())):
         here = done[(done["devices"] == devices) & (done["sbs"] == sbs) & (done["episodes"] == args.episodes)]
         if wanted <= set(here["digest"]):
             continue
         print(f"N={devices} M={sbs}: {args.episodes} episodes", file=sys.stderr, flush=True)
-        rows = pd.DataFrame(measure(args.models, devices, sbs, args.episodes), columns=COLUMNS)
+        rows = pd.DataFrame(measure(models, devices, sbs, args.episodes), columns=COLUMNS)
         rows.to_csv(out, mode="a", header=not out.is_file(), index=False)
         done = pd.concat([done, rows], ignore_index=True)
     table = done[done["digest"].isin(wanted) & (done["episodes"] == args.episodes)]

@@ -453,17 +453,19 @@ def execute_all(runs: list, root: Path, jobs: int = 1, label: str = "runs", exec
                 report.results[run] = execute(run, str(root), progress=sys.stderr.isatty())
                 report.executed += 1
                 bar.update()
-        for wave in waves(pending, cache) if executor == "ray" or jobs > 1 and len(pending) > 1 else ():
-            if executor == "ray":
-                _execute_on_ray(wave, root, address, report, bar)
-                continue
-            context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_single_threaded_torch) as pool:
-                futures = {pool.submit(execute, run, str(root)): run for run in wave}
-                for future in as_completed(futures):
-                    report.results[futures[future]] = future.result()
-                    report.executed += 1
-                    bar.update()
+        else:
+            for wave in waves(pending, cache):
+                if executor == "ray":
+                    _execute_on_ray(wave, root, address, report, bar)
+                    continue
+                context = multiprocessing.get_context("fork")
+                with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                         initializer=_single_threaded_torch) as pool:
+                    futures = {pool.submit(execute, run, str(root)): run for run in wave}
+                    for future in as_completed(futures):
+                        report.results[futures[future]] = future.result()
+                        report.executed += 1
+                        bar.update()
     finally:
         bar.close()
     return report

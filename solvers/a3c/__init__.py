@@ -93,12 +93,11 @@ class A3CSolver(LearnedSolver):
 
     def validation_scenarios(self) -> list:
         """The scenario, and with training ranges also their smallest and largest corners."""
-        devices, sbs = self.config.sizes
-        if devices is None and sbs is None:
+        ranges = {name: bounds for name, bounds in zip(("devices", "sbs"), self.config.sizes) if bounds is not None}
+        if not ranges:
             return [self.scenario]
-        corners = [self.scenario.replace(**{name: bounds[end] for name, bounds in (("devices", devices), ("sbs", sbs))
-                                            if bounds is not None}) for end in (0, 1)]
-        return [corners[0], self.scenario, corners[1]]
+        low, high = (self.scenario.replace(**{name: bounds[end] for name, bounds in ranges.items()}) for end in (0, 1))
+        return [low, self.scenario, high]
 
     def state_dict(self) -> dict:
         return self.model.state_dict()
