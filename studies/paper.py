@@ -60,6 +60,9 @@ def build_parser():
                         help="run cache and the studies' own outputs (default results/paper-cache)")
     parser.add_argument("--learned", default="a3c", help="the proposed learned solver (default a3c)")
     parser.add_argument("--benchmark", default="dqn", help="the DRL benchmark of Fig. 7 (default dqn)")
+    parser.add_argument("--any-size", dest="any_size", default="a3c-any",
+                        help="the size-independent learned solver scaling scores at every N, trained once "
+                             "(default a3c-any; '' leaves it out)")
     parser.add_argument("--reference", default="bcd", help="the non-learned reference (default bcd)")
     parser.add_argument("--scheme", default=None, help="full scheme of Figs. 5-6 (default: --learned)")
     parser.add_argument("--only", type=name_list, default=list(STUDIES), help=f"studies to run (default {','.join(STUDIES)})")
@@ -80,7 +83,8 @@ def study_arguments(name: str, args) -> list:
         "tradeoff": [reference, "greedy", learned],  # the learned solver at the study's few learned V only
         "twin": [reference, learned],  # the learned solver trained on a perfect twin and on each deviated one
         # the exhaustive reference (exponential in N) checks the optimiser only where that is bcd
-        "scaling": [reference, learned, args.benchmark, "greedy", *(["reference"] if reference == "bcd" else [])],
+        "scaling": [reference, learned, *([args.any_size] if args.any_size else []), args.benchmark, "greedy",
+                    *(["reference"] if reference == "bcd" else [])],
     }[name]
     argv = ["--solvers", ",".join(solvers), "--out", str(Path(args.cache) / name), "--cache",
             str(Path(args.cache) / "runs"), "--jobs", str(args.jobs), "--executor", args.executor]

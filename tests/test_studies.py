@@ -316,8 +316,8 @@ def test_module_entry_point_exits_2(tmp_path):
 def test_paper_runs_every_study_into_one_report(tmp_path, capsys):
     out, cache = tmp_path / "published", tmp_path / "cache"
     argv = ["--learned", "linear-test", "--benchmark", "random", "--reference", "greedy", "--scheme", "equal",
-            "--seeds", "2", "--episodes", "2", "--slots", "5", "--episodes-per-seed", "2", "--out", str(out),
-            "--cache", str(cache)]
+            "--any-size", "", "--seeds", "2", "--episodes", "2", "--slots", "5", "--episodes-per-seed", "2",
+            "--out", str(out), "--cache", str(cache)]
     assert paper.main(argv) == 0
     assert "paper: estimated compute on 2 cores" in capsys.readouterr().out
     report = (out / "REPORT.md").read_text()
@@ -331,6 +331,15 @@ def test_paper_runs_every_study_into_one_report(tmp_path, capsys):
     assert f"Commit `{paper.git_commit()}`" in report and "python -m studies.paper --learned linear-test" in report
     assert re.search(r"\| vs_dqn \| \d+ min \| \d+ min \(8 models\) \| [\d.]+ s \(\d+ runs executed", report)
     assert re.search(r"system cost: \*\*(holds|does not hold|not resolved)\*\*: .* = .* \[", report)
+
+
+def test_paper_scaling_scores_the_size_independent_solver_unless_left_out():
+    def solvers(*argv):
+        arguments = paper.study_arguments("scaling", paper.build_parser().parse_args(list(argv)))
+        return arguments[arguments.index("--solvers") + 1].split(",")
+
+    assert solvers() == ["bcd", "a3c", "a3c-any", "dqn", "greedy", "reference"]
+    assert solvers("--any-size", "") == ["bcd", "a3c", "dqn", "greedy", "reference"]
 
 
 def test_the_report_sums_each_models_training_time_once(tmp_path):
