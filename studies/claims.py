@@ -54,7 +54,7 @@ CONFIDENCE = 0.95
 BOOTSTRAP_SEED = 0
 """Seed of every bootstrap: the same table always gives the same intervals and verdicts."""
 
-VALUE_COLUMNS = frozenset(KPI_NAMES) | {"training_s", "training_failed", "backlog_mbit"}
+VALUE_COLUMNS = frozenset(KPI_NAMES) | {"training_s", "training_failed", "backlog_mbit", "decision_p95_ms"}
 
 
 def evaluations(table: pd.DataFrame) -> pd.DataFrame:
@@ -359,12 +359,32 @@ def reading_notes(values: pd.DataFrame, claims: list) -> list:
                          "(non-finite loss); its KPIs are missing (the run cache keeps the message).")
         learned = values[values["training_failed"].notna()]
         for solver, runs in learned.groupby("solver", sort=False):
-            unstable = int((runs["stable"] == 0).sum())
-            if unstable:
-                notes.append(f"- The trained {solver} let a queue pass the stability cap in {unstable} of "
-                             f"{len(runs)} evaluation episodes: at this training budget its policy is not yet "
-                             "a stable one, so its numbers say more about the budget than about the method.")
+            notes += unstable_note(solver, runs, values)
     return notes
+
+
+def unstable_note(solver: str, runs: pd.DataFrame, values: pd.DataFrame) -> list:
+    """The note on the evaluation episodes ``runs`` of a learned ``solver`` whose queues passed
+    the stability cap, told apart by the non-learned solvers of ``values`` on the same episode:
+    where none of them kept the queues stable either the network is overloaded there, elsewhere
+    the policy is not yet a stable one."""
+    unstable = runs[runs["stable"] == 0]
+    if not len(unstable):
+        return []
+    episode = [column for column in keys(values) if column != "solver"]
+    others = values[values["training_failed"].isna()]
+    attainable = others.groupby(episode)["stable"].max().rename("attainable").reset_index()
+    unstable = unstable.merge(attainable, on=episode, how="left")
+    overloaded = unstable[unstable["attainable"] == 0]
+    text = f"- The trained {solver} let a queue pass the stability cap in {len(unstable)} of {len(runs)} evaluation episodes"
+    if len(overloaded):
+        where = ", ".join(f"N={n} M={m}" for n, m in sorted(set(zip(overloaded["devices"], overloaded["sbs"]))))
+        text += (f"; in {len(overloaded)} of them no non-learned solver kept the queues stable on the same episode "
+                 f"either ({where}): the network is overloaded there")
+    if len(overloaded) < len(unstable):
+        text += (f"; in the other {len(unstable) - len(overloaded)}, at this training budget its policy is not yet "
+                 "a stable one, so its numbers there say more about the budget than about the method")
+    return [text + "."]
 
 
 def summary(title: str, table: pd.DataFrame, claims: list, means: str, notes: list = ()) -> str:

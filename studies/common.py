@@ -227,6 +227,23 @@ def _size_independent(solver: str, hyper: tuple) -> bool:
     return bool(check and check(learned.config))
 
 
+EXECUTION = ("executed", "cached", "wall_s")
+"""What a study's configuration record says of an execution: runs executed, runs from the cache, seconds."""
+
+
+def last_execution(path: Path) -> dict | None:
+    """The record of the last execution of a study that executed any run, from its configuration
+    record at ``path`` (None if there is none): a rerun from the cache keeps it, so the measured
+    time of the work survives the reruns that only redraw."""
+    try:
+        record = json.loads(path.read_text())
+        if record.get("executed"):
+            return {key: record[key] for key in EXECUTION}
+        return record.get("last_execution")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 class Study:
     """One figure of the paper. Subclasses set the class attributes and override ``plan``,
     ``draw`` and ``claims`` (and ``add_arguments`` / ``default_solvers`` if needed)."""
@@ -410,6 +427,9 @@ class Study:
         }
         total, remaining = plan_seconds(runs, args.cache)
         config["estimate_s"] = {"total": round(total), "remaining": round(remaining)}
+        last = last_execution(paths["json"])
+        if last:
+            config["last_execution"] = last
         write_json(paths["json"], config)
         print(f"{self.name}: {len(dict.fromkeys(runs))} runs; estimated compute on 2 cores {hours(total)}, "
               f"{hours(remaining)} of it not in the cache ({args.cache})", flush=True)
@@ -420,6 +440,8 @@ class Study:
         write_atomically(paths["csv"], lambda p: table.to_csv(p, index=False))
         verdicts = self.report(table, args.out)
         config.update(executed=progress.executed, cached=progress.cached, wall_s=time.perf_counter() - started)
+        if progress.executed:
+            config["last_execution"] = {key: config[key] for key in EXECUTION}
         write_json(paths["json"], config)
         print(f"{self.name}: {progress.executed} runs executed, {progress.cached} from the cache, "
               f"{config['wall_s']:.1f} s; {verdicts}")

@@ -174,10 +174,14 @@ def draw_twin(loss, table, stem: Path, title: str) -> None:
 SCALING_PANELS = (
     ("decision_ms", "decision time per slot (episode median), ms", True),
     ("decision_p95_ms", "decision time per slot (episode p95), ms", True),
-    ("eta_loss_pct", "eta_EE loss vs the optimiser, %", False),
-    ("cost_pct", "P2 cost vs the optimiser, % of its |cost|", False),
+    ("eta_loss_pct", "eta_EE loss vs the optimiser, % (symlog)", False),
+    ("cost_pct", "P2 cost vs the optimiser, % of its |cost| (symlog)", False),
 )
-"""The panels against N of the scaling figure: (column, label, logarithmic y)."""
+"""The panels against N of the scaling figure: (column, label, logarithmic y). The relative
+panels are symmetric-log, linear within +-``RELATIVE_LINEAR_PCT``: a policy within a few percent of
+the optimiser and one hundreds of percent off are both readable on one axis."""
+
+RELATIVE_LINEAR_PCT = 1.0
 
 
 def draw_scaling(compared, table, stem: Path, title: str) -> None:
@@ -202,6 +206,7 @@ def draw_scaling(compared, table, stem: Path, title: str) -> None:
         if logarithmic:
             axis.set_yscale("log")
         else:
+            axis.set_yscale("symlog", linthresh=RELATIVE_LINEAR_PCT)
             axis.axhline(0.0, color="grey", linewidth=0.8)
         axis.set_xlabel("number of devices N, log scale")
         axis.set_ylabel(label)

@@ -103,17 +103,26 @@ def study_arguments(name: str, args) -> list:
 
 
 def study_timing(path: Path) -> str:
-    """The measured wall time of a study's last execution, from its configuration record."""
+    """The measured wall time of a study's last execution and, when that one ran nothing, of the
+    last execution that ran anything, from its configuration record."""
+    def shown(record: dict) -> str:
+        return f"{record['wall_s']:.0f} s ({record['executed']} runs executed, {record['cached']} from the cache)"
+
     try:
         record = json.loads(path.read_text())
-        return (f"{record['wall_s']:.0f} s ({record['executed']} runs executed, {record['cached']} from the cache)")
+        text = shown(record)
+        if not record["executed"] and record.get("last_execution"):
+            text += f"; the last that executed runs: {shown(record['last_execution'])}"
+        return text
     except (OSError, ValueError, KeyError, TypeError):
         return "-"
 
 
 def training_time(table: Path) -> str:
     """The measured training time of a study's models, summed (each model once): the compute
-    that dominates a study, whichever executions of a resumed run did it."""
+    that dominates a study, whichever executions of a resumed run did it. Runs that share a model
+    (a size-independent one scored at every N, a model scored on other episodes or another twin)
+    carry its one training record, so a model is its solver, replicate and measured seconds."""
     import pandas as pd
 
     try:
@@ -123,8 +132,7 @@ def training_time(table: Path) -> str:
     rows = frame[(frame["metric"] == "training_s") & (frame["phase"] == "eval")]
     if rows.empty:
         return "no training"
-    models = rows.drop_duplicates([column for column in rows.columns
-                                   if column not in ("evaluation_seed", "value", "episode")])
+    models = rows.drop_duplicates(["solver", "seed", "value"])
     return f"{models['value'].sum() / 60:.0f} min ({len(models)} models)"
 
 
@@ -145,7 +153,7 @@ def report(out: Path, cache: Path, names, command: str, commit: str, timings: di
              "checked on the system cost and, because that cost is dominated by queue-drift terms "
              "(docs/model.md section 5), on eta_EE and the backlog.", "",
              "| study | estimated compute alone (2 cores, from scratch) | measured training time of its models | "
-             "measured wall time of its last execution |",
+             "measured wall time of its last execution (and of the last that executed runs) |",
              "|---|---|---|---|"]
     for name in names:
         lines.append(f"| {name} | {hours(estimates.get(name, 0.0))} | {training_time(cache / name / f'{name}.csv')} | "

@@ -253,6 +253,7 @@ class ScalingStudy(Study):
                 claims.append(Claim(f"the decision time of {solver} grows with N ({rule} M)",
                                     [Verdict("decision time", None if not np.isfinite(fit["estimate"])
                                              else fit["estimate"] > 0, resolved, shown)]))
+        notes += sign_changes(compared, optimiser)
         checked = set(values.loc[values["solver"] == "reference", "devices"])
         if checked:
             skipped = sorted(set(full["devices"]) - checked)
@@ -270,6 +271,26 @@ class ScalingStudy(Study):
                              "its shipped budget: its quality here is that budget's.")
         means = means_table(full, ["sbs_rule", "devices", "sbs", "solver"])
         return claims, scaling_table(compared) + "\n\n" + means, notes
+
+
+def sign_changes(compared: pd.DataFrame, optimiser: str | None) -> list:
+    """Notes on the full-horizon points where the optimiser's system cost changes sign across the
+    episodes: ``cost_pct`` divides by values near 0 there, so it can run to hundreds of percent
+    whatever the difference; the system cost is a sum of drift terms, not a ratio-scale quantity."""
+    notes = []
+    rows = compared[(compared["horizon"] == "full") & (compared["baseline"] == optimiser)]
+    for (rule, devices), point in rows.groupby(["sbs_rule", "devices"], sort=False):
+        base = point[f"{COST}_base"]
+        if not base.min() < 0 < base.max():
+            continue
+        means = point[point["solver"] != optimiser].groupby("solver", sort=False)["cost_pct"].mean()
+        worst = means.abs().idxmax() if len(means) else None
+        shown = f" (a mean of {means[worst]:+.3g}% for {worst} there)" if worst is not None else ""
+        notes.append(f"- At N = {devices} ({rule} M) {optimiser}'s system cost changes sign across the episodes "
+                     f"({base.min():,.0f} to {base.max():,.0f}): its percentages divide by values near 0{shown}, so "
+                     "eta_EE and the backlog are the comparison there (the system cost is a sum of queue-drift "
+                     "terms, docs/model.md section 5, not a ratio-scale quantity).")
+    return notes
 
 
 def scaling_table(compared: pd.DataFrame) -> str:

@@ -18,7 +18,10 @@ from dtnopt import Environments, Scenario, available, check_feasible, fixed_allo
 from dtnopt.learned import CURVE_COLUMNS
 from dtnopt.registry import resolve
 
-SOLVERS = available(ablations=False)  # a plug-in: SOLVERS = ["my-solver"]
+# every solver of the package and of installed plug-ins, not those other test modules register for their own use;
+# a plug-in: SOLVERS = ["my-solver"]
+SOLVERS = [name for name in available(ablations=False)
+           if not resolve(name)[0].__module__.rpartition(".")[2].startswith("test_")]
 LEARNED = [name for name in SOLVERS if resolve(name)[0].learned]
 SCENARIO = Scenario(devices=4, sbs=2, slots=6)
 BLOCKS = ("bandwidth_share", "power", "local_cpu", "edge_cpu", "edge_departure")

@@ -351,6 +351,9 @@ def test_the_report_sums_each_models_training_time_once(tmp_path):
             if value is not None]
     pd.DataFrame(rows).to_csv(tmp_path / "x.csv", index=False)
     assert paper.training_time(tmp_path / "x.csv") == "16 min (2 models)"
+    shared = [{**row, "devices": 50} for row in rows if row["seed"] == 1]  # one model scored at another N
+    pd.DataFrame(rows + shared).to_csv(tmp_path / "x.csv", index=False)
+    assert paper.training_time(tmp_path / "x.csv") == "16 min (2 models)"
     pd.DataFrame(rows).query("metric != 'training_s'").to_csv(tmp_path / "y.csv", index=False)
     assert paper.training_time(tmp_path / "y.csv") == "no training"
 
@@ -799,7 +802,12 @@ def test_scaling_end_to_end(tmp_path, episode_counter):
         assert text in summary
     assert (tmp_path / "scaling.png").stat().st_size > 0 and (tmp_path / "scaling.pdf").stat().st_size > 0
     done = len(episode_counter)
+    first = json.loads((tmp_path / "scaling.json").read_text())
     assert scaling.STUDY.main(argv) == 0 and len(episode_counter) == done  # resumed from the cache
+    record = json.loads((tmp_path / "scaling.json").read_text())  # and keeps the measured time of the work
+    assert record["executed"] == 0 and record["last_execution"]["wall_s"] == first["wall_s"]
+    assert paper.study_timing(tmp_path / "scaling.json").endswith(
+        f"the last that executed runs: {first['wall_s']:.0f} s ({first['executed']} runs executed, 0 from the cache)")
 
 
 def _scaling_table(decision, eta, replicates=3, episodes=3, noise=0.01, backlog=None):
@@ -848,6 +856,37 @@ def test_scaling_findings_follow_the_table():
     backlog = {("a3c", 50): 110.0}  # 10% more backlog than bcd's at N = 50: saving energy by serving less
     found = [claim.text for claim in scaling.STUDY.claims(_scaling_table(decision, eta, backlog=backlog))[0]]
     assert crossed.format(100) in found
+
+
+def test_scaling_flags_a_baseline_cost_that_changes_sign():
+    sizes = (10, 100)
+    decision = {**{("bcd", n): 0.1 * n for n in sizes}, **{("a3c", n): 0.3 for n in sizes}}
+    eta = {(solver, n): 1.0 for solver in ("bcd", "a3c") for n in sizes}
+    table = _scaling_table(decision, eta)
+    flagged = "At N = 100 (fixed M) bcd's system cost changes sign across the episodes"
+    assert not any(flagged in note for note in scaling.STUDY.claims(table)[2])
+    first = ((table["solver"] == "bcd") & (table["devices"] == 100) & (table["metric"] == "system_cost")).idxmax()
+    table.loc[first, "value"] = 40.0  # one episode of bcd above 0, the others at -100
+    notes = [note for note in scaling.STUDY.claims(table)[2] if flagged in note]
+    assert len(notes) == 1 and "(-100 to 40)" in notes[0] and "for a3c there" in notes[0]
+
+
+def test_an_unstable_learned_episode_is_told_apart_from_an_overloaded_network():
+    def episode(solver, devices, stable, learned=True):
+        return {"solver": solver, "seed": 0, "devices": devices, "sbs": 3, "evaluation_seed": 1, "stable": stable,
+                "training_failed": 0.0 if learned else np.nan, "system_cost": 1.0}
+
+    values = pd.DataFrame([episode("a3c", 20, 0), episode("bcd", 20, 1, learned=False),
+                           episode("a3c", 200, 0), episode("bcd", 200, 0, learned=False), episode("a3c", 50, 1),
+                           episode("bcd", 50, 1, learned=False)])
+    note, = claims.unstable_note("a3c", values[values["solver"] == "a3c"], values)
+    assert note.startswith("- The trained a3c let a queue pass the stability cap in 2 of 3 evaluation episodes")
+    assert "in 1 of them no non-learned solver kept the queues stable on the same episode either (N=200 M=3)" in note
+    assert "in the other 1, at this training budget its policy is not yet a stable one" in note
+    values.loc[1, "stable"] = 0  # bcd is unstable at N = 20 as well: both are the network's
+    note, = claims.unstable_note("a3c", values[values["solver"] == "a3c"], values)
+    assert "in 2 of them" in note and "(N=20 M=3, N=200 M=3)" in note and "in the other" not in note
+    assert claims.unstable_note("a3c", values[values["devices"] == 50], values) == []
 
 
 def test_a_size_independent_solver_trains_once_per_replicate_and_plays_every_point(tmp_path):
