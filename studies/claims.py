@@ -381,9 +381,12 @@ def unstable_note(solver: str, runs: pd.DataFrame, values: pd.DataFrame) -> list
         where = ", ".join(f"N={n} M={m}" for n, m in sorted(set(zip(overloaded["devices"], overloaded["sbs"]))))
         text += (f"; in {len(overloaded)} of them no non-learned solver kept the queues stable on the same episode "
                  f"either ({where}): the network is overloaded there")
-    if len(overloaded) < len(unstable):
-        text += (f"; in the other {len(unstable) - len(overloaded)}, at this training budget its policy is not yet "
-                 "a stable one, so its numbers there say more about the budget than about the method")
+    budget = ("at this training budget its policy is not yet a stable one, so its numbers say more about the budget "
+              "than about the method")
+    if not len(overloaded):
+        text += f": {budget}"
+    elif len(overloaded) < len(unstable):
+        text += f"; in the other {len(unstable) - len(overloaded)}, {budget}"
     return [text + "."]
 
 
