@@ -55,8 +55,8 @@ SCALING = Budget(seeds=2, episodes=300, eval_every=300, eval_seeds=1, episodes_p
 """Paper scale of this study: the sweeps' 300 training episodes per learned model (so its N = 20,
 M = 3 models are the sweeps' in ``studies.paper``), 2 replicates of 5 held-out episodes (1,000
 slots of decision times per solver, N and M rule, per replicate). Training a3c and dqn at every N
-and M rule (24 models each, up to N = 200) and a3c-any once per replicate is most of its estimated
-78 minutes (``studies.estimate``); a third replicate would take it past 90."""
+and M rule (24 models each, up to N = 200) and a3c-any once per replicate took 47 of its measured
+49 minutes on 2 cores (``studies.estimate`` prints 78); a third replicate would add about 25."""
 
 SCALING_QUICK = Budget(seeds=2, episodes=16, eval_every=16, eval_seeds=1, episodes_per_seed=2)
 """``--quick``: half the other studies' training episodes, as every N and rule trains anew."""
