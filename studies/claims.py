@@ -358,22 +358,29 @@ def reading_notes(values: pd.DataFrame, claims: list) -> list:
             notes.append(f"- Training of {row.solver} (N={row.devices}, M={row.sbs}, seed {row.seed}) diverged "
                          "(non-finite loss); its KPIs are missing (the run cache keeps the message).")
         learned = values[values["training_failed"].notna()]
+        attainable = stable_elsewhere(values)
         for solver, runs in learned.groupby("solver", sort=False):
-            notes += unstable_note(solver, runs, values)
+            notes += unstable_note(solver, runs, attainable)
     return notes
 
 
-def unstable_note(solver: str, runs: pd.DataFrame, values: pd.DataFrame) -> list:
+def stable_elsewhere(values: pd.DataFrame) -> pd.DataFrame:
+    """Per evaluation episode (every key but the solver), ``attainable``: 1 if a non-learned
+    solver of ``values`` kept every queue stable on it, else 0."""
+    episode = [column for column in keys(values) if column != "solver"]
+    others = values[values["training_failed"].isna()]
+    return others.groupby(episode)["stable"].max().rename("attainable").reset_index()
+
+
+def unstable_note(solver: str, runs: pd.DataFrame, attainable: pd.DataFrame) -> list:
     """The note on the evaluation episodes ``runs`` of a learned ``solver`` whose queues passed
-    the stability cap, told apart by the non-learned solvers of ``values`` on the same episode:
-    where none of them kept the queues stable either the network is overloaded there, elsewhere
-    the policy is not yet a stable one."""
+    the stability cap, told apart by ``attainable`` (``stable_elsewhere``): where no non-learned
+    solver kept the queues stable either the network is overloaded there, elsewhere the policy is
+    not yet a stable one."""
     unstable = runs[runs["stable"] == 0]
     if not len(unstable):
         return []
-    episode = [column for column in keys(values) if column != "solver"]
-    others = values[values["training_failed"].isna()]
-    attainable = others.groupby(episode)["stable"].max().rename("attainable").reset_index()
+    episode = [column for column in attainable.columns if column != "attainable"]
     unstable = unstable.merge(attainable, on=episode, how="left")
     overloaded = unstable[unstable["attainable"] == 0]
     text = f"- The trained {solver} let a queue pass the stability cap in {len(unstable)} of {len(runs)} evaluation episodes"

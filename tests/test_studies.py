@@ -879,19 +879,20 @@ def test_an_unstable_learned_episode_is_told_apart_from_an_overloaded_network():
     values = pd.DataFrame([episode("a3c", 20, 0), episode("bcd", 20, 1, learned=False),
                            episode("a3c", 200, 0), episode("bcd", 200, 0, learned=False), episode("a3c", 50, 1),
                            episode("bcd", 50, 1, learned=False)])
-    note, = claims.unstable_note("a3c", values[values["solver"] == "a3c"], values)
+    note, = claims.unstable_note("a3c", values[values["solver"] == "a3c"], claims.stable_elsewhere(values))
     assert note.startswith("- The trained a3c let a queue pass the stability cap in 2 of 3 evaluation episodes")
     assert "in 1 of them no non-learned solver kept the queues stable on the same episode either (N=200 M=3)" in note
     assert "in the other 1, at this training budget its policy is not yet a stable one" in note
-    stable_elsewhere = values[values["devices"] != 200]
-    note, = claims.unstable_note("a3c", stable_elsewhere[stable_elsewhere["solver"] == "a3c"], stable_elsewhere)
+    not_overloaded = values[values["devices"] != 200]
+    note, = claims.unstable_note("a3c", not_overloaded[not_overloaded["solver"] == "a3c"],
+                                 claims.stable_elsewhere(not_overloaded))
     assert note == ("- The trained a3c let a queue pass the stability cap in 1 of 2 evaluation episodes: at this "
                     "training budget its policy is not yet a stable one, so its numbers say more about the budget "
                     "than about the method.")
     values.loc[1, "stable"] = 0  # bcd is unstable at N = 20 as well: both are the network's
-    note, = claims.unstable_note("a3c", values[values["solver"] == "a3c"], values)
+    note, = claims.unstable_note("a3c", values[values["solver"] == "a3c"], claims.stable_elsewhere(values))
     assert "in 2 of them" in note and "(N=20 M=3, N=200 M=3)" in note and "in the other" not in note
-    assert claims.unstable_note("a3c", values[values["devices"] == 50], values) == []
+    assert claims.unstable_note("a3c", values[values["devices"] == 50], claims.stable_elsewhere(values)) == []
 
 
 def test_a_size_independent_solver_trains_once_per_replicate_and_plays_every_point(tmp_path):

@@ -81,23 +81,17 @@ class Sizes:
         return Environments(scenario, self.batch), torch.as_tensor(free_dimensions(scenario, ablation))
 
 
-def _tensors(inputs):
-    """The networks' numpy input (an array, or a tuple of arrays) as tensors."""
-    return torch.from_numpy(inputs) if isinstance(inputs, np.ndarray) else tuple(map(torch.from_numpy, inputs))
+def _each(function, inputs):
+    """``function`` of the networks' input, which is one array or tensor (``ActorCritic``) or a
+    tuple of them (``PooledActorCritic``): of each part of a tuple."""
+    return tuple(map(function, inputs)) if isinstance(inputs, tuple) else function(inputs)
 
 
 def _stack(states: list):
     """One rollout's inputs, stacked over its steps."""
-    if isinstance(states[0], torch.Tensor):
-        return torch.stack(states)
-    return tuple(torch.stack(parts) for parts in zip(*states))
-
-
-def _merge_steps(states):
-    """Stacked inputs with the steps and environments dimensions merged into one batch."""
-    if isinstance(states, torch.Tensor):
-        return states.flatten(0, 1)
-    return tuple(part.flatten(0, 1) for part in states)
+    if isinstance(states[0], tuple):
+        return tuple(torch.stack(parts) for parts in zip(*states))
+    return torch.stack(states)
 
 
 def train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CConfig, seed: int,
@@ -121,7 +115,7 @@ def train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CC
         scenario = environments.scenario
         features, samples, rewards, observed, externalities = [], [], [], [], []
         for _ in range(config.t_max):
-            state = _tensors(local.inputs(observation))
+            state = _each(torch.from_numpy, local.inputs(observation))
             with torch.no_grad():
                 sample = local.policy(state).sample()
             result = environments.step(gated_action(observation, sample.numpy(), ablation, gate, offloaders), check=False)
@@ -143,7 +137,7 @@ def train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CC
         running = np.zeros(rewards.shape[1:])
         if config.discount > 0 and not environments.done:
             with torch.no_grad():
-                running = local.value(_tensors(local.inputs(observation))).numpy()
+                running = local.value(_each(torch.from_numpy, local.inputs(observation))).numpy()
         returns = np.empty_like(rewards)
         for t in reversed(range(len(rewards))):
             running = rewards[t] + config.discount * running
@@ -154,7 +148,7 @@ def train_worker(rank: int, scenario: Scenario, ablation: Ablation, config: A3CC
         advantage = torch.as_tensor(advantage.reshape(-1, actions.shape[2]), dtype=torch.float32)
         if config.normalize_advantage and len(advantage) > 1:
             advantage = (advantage - advantage.mean(0)) / (advantage.std(0) + 1e-8)
-        distribution = local.policy(_merge_steps(states))
+        distribution = local.policy(_each(lambda part: part.flatten(0, 1), states))
         log_prob = distribution.log_prob(actions.flatten(0, 1)) * free
         entropy = (distribution.entropy() * free).sum(-1)
         policy_loss = -(log_prob * advantage).sum(-1).mean() - config.entropy_coef * entropy.mean()  # (26)
